@@ -1,0 +1,162 @@
+"""The experiment, top to bottom: data → few-shot episode → teacher → soft labels → students."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from kdrun.cache import ArtifactCache, atomic_torch_save, atomic_write_text, digest
+from kdrun.config import ConfigError, check_ranges
+from kdrun.data import ImageDataset, SourceInfo, get_source
+from kdrun.data.augment import Normalize
+from kdrun.data.fewshot import Episode, sample_episode
+from kdrun.device import Runtime, resolve_runtime
+from kdrun.metrics import classification_report
+from kdrun.soft_labels import get_soft_labels
+from kdrun.student import train_student
+from kdrun.teacher import TeacherResult, load_checkpoint, prepare_teacher
+from kdrun.train import predict
+
+log = logging.getLogger(__name__)
+
+
+def preflight(cfg: DictConfig) -> tuple[SourceInfo, Runtime]:
+    """Every check that can fail on user input, before any data is decoded or model trained."""
+    check_ranges(cfg)
+    info = get_source(cfg.data.source).describe(cfg.data)
+    n = len(info.classes)
+    if cfg.ways > n:
+        raise ConfigError(f"ways={cfg.ways} is invalid: the data set has {n} classes (1..{n}).")
+    fewest = min(info.train_counts)
+    if cfg.shots > fewest:
+        name = info.classes[info.train_counts.index(fewest)]
+        raise ConfigError(
+            f"shots={cfg.shots} is invalid: class {name!r} has only {fewest} training images."
+        )
+    if cfg.teacher.checkpoint:
+        load_checkpoint(cfg.teacher.checkpoint, cfg.teacher.arch, cfg.ways)
+    return info, resolve_runtime(cfg.device)
+
+
+def _evaluate_teacher(
+    teacher: TeacherResult,
+    dataset: ImageDataset,
+    episode: Episode,
+    normalize: Normalize,
+    runtime: Runtime,
+    cache: ArtifactCache,
+    batch_size: int,
+) -> dict:
+    """The teacher's test scores, cached beside it so a repeated run recomputes nothing."""
+    key = digest(
+        {"kind": "teacher_eval", "teacher": teacher.identity, "data": dataset.identity,
+         "classes": episode.classes}
+    )
+    entry = cache.load("teacher_eval", key)
+    cache.record("teacher_eval", entry is not None)
+    if entry is not None:
+        return dict(entry["report"])
+    report = _test_report(teacher.model, dataset, episode, normalize, runtime, batch_size)
+    cache.save("teacher_eval", key, {"report": report})
+    return report
+
+
+def _test_report(model, dataset, episode, normalize, runtime, batch_size) -> dict:
+    logits = predict(model, dataset.test.images[episode.test_indices], normalize, runtime, batch_size)
+    names = [dataset.classes[c] for c in episode.classes]
+    return classification_report(logits, episode.test_labels, names)
+
+
+def _history_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    fields = ["stage", "epoch", "step", "loss", "train_acc", "lr", "seconds"]
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def run(cfg: DictConfig, out_dir: Path) -> dict:
+    """Run one experiment; writes history.csv, weights and, last of all, metrics.json."""
+    t0 = time.perf_counter()
+    _, runtime = preflight(cfg)
+    log.info("device: %s", runtime.describe())
+    cache = ArtifactCache(Path(to_absolute_path(cfg.cache_dir)))
+    timing: dict[str, float] = {}
+
+    start = time.perf_counter()
+    dataset = get_source(cfg.data.source).load(cfg.data, cache)
+    episode = sample_episode(
+        dataset.train.labels, dataset.test.labels, len(dataset.classes), cfg.ways, cfg.shots,
+        cfg.seed,
+    )
+    normalize = Normalize(dataset.train.images, runtime.device)
+    timing["data"] = time.perf_counter() - start
+    log.info(
+        "data: %s, %d classes, %d-way %d-shot (%d labelled images), %d test images",
+        cfg.data.source, len(dataset.classes), cfg.ways, cfg.shots, len(episode.shot_indices),
+        len(episode.test_indices),
+    )
+
+    start = time.perf_counter()
+    teacher = prepare_teacher(
+        cfg.teacher, cfg.data.augment, dataset, episode, normalize, runtime, cache
+    )
+    teacher_report = _evaluate_teacher(
+        teacher, dataset, episode, normalize, runtime, cache, cfg.eval_batch_size
+    )
+    timing["teacher"] = time.perf_counter() - start
+    log.info("teacher: test accuracy %.4f (%s)", teacher_report["test_acc"], teacher.source)
+
+    soft_labels, timing["soft_labels"] = get_soft_labels(
+        teacher, dataset, episode, normalize, runtime, cache, cfg.eval_batch_size
+    )
+    teacher.model.cpu()  # the student stage never touches the teacher
+
+    results = {}
+    history = list(teacher.history) if teacher.source == "trained" else []
+    stages = [("student", cfg.loss), ("baseline", OmegaConf.create({"name": "ce"}))]
+    for stage, loss_cfg in stages:
+        trained = train_student(
+            cfg.student, loss_cfg, cfg.data.augment, dataset, episode, soft_labels, normalize,
+            runtime, cfg.seed, stage,
+        )
+        report = _test_report(
+            trained.model, dataset, episode, normalize, runtime, cfg.eval_batch_size
+        )
+        timing[stage] = trained.seconds
+        history += trained.history
+        results[stage] = report
+        atomic_torch_save(_state(trained.model), out_dir / f"{stage}.pt")
+        log.info("%s: test accuracy %.4f (%.1fs)", stage, report["test_acc"], trained.seconds)
+
+    timing["total"] = time.perf_counter() - t0
+    metrics = {
+        "teacher": {**teacher_report, "source": teacher.source, "arch": cfg.teacher.arch,
+                    "epochs": cfg.teacher.epochs if teacher.source != "checkpoint" else None},
+        "student": {**results["student"], "arch": cfg.student.arch, "loss": cfg.loss.name},
+        "baseline": {**results["baseline"], "arch": cfg.student.arch, "loss": "ce"},
+        "kd_gain": results["student"]["test_acc"] - results["baseline"]["test_acc"],
+        "episode": {"ways": cfg.ways, "shots": cfg.shots, "seed": cfg.seed,
+                    "classes": [dataset.classes[c] for c in episode.classes],
+                    "shot_indices": episode.shot_indices.tolist()},
+        "timing": {k: round(v, 3) for k, v in timing.items()},
+        "cache": cache.summary(),
+        "device": runtime.describe(),
+        "out_dir": str(out_dir),
+    }
+    atomic_write_text(_history_csv(history), out_dir / "history.csv")
+    atomic_write_text(json.dumps(metrics, indent=2) + "\n", out_dir / "metrics.json")
+    return metrics

@@ -1,0 +1,132 @@
+"""Teacher stage: load a checkpoint, reuse a cached teacher, or train one on the full labels."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from kdrun.cache import ArtifactCache, digest, file_digest
+from kdrun.config import ConfigError
+from kdrun.data import ImageDataset
+from kdrun.data.augment import Normalize
+from kdrun.data.fewshot import Episode
+from kdrun.device import Runtime
+from kdrun.losses import build_loss
+from kdrun.models import build_model
+from kdrun.train import Schedule, fit, steps_per_epoch
+
+log = logging.getLogger(__name__)
+
+TRAINING_KEYS = ("arch", "batch_size", "lr", "momentum", "weight_decay", "label_smoothing")
+
+
+@dataclass
+class TeacherResult:
+    model: nn.Module
+    identity: str  # names these exact weights in every downstream cache key
+    source: str  # "checkpoint", "cache" or "trained"
+    seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)
+
+
+def load_checkpoint(path: str, arch: str, num_classes: int) -> nn.Module:
+    """Build `arch` and load weights from `path`, refusing anything but tensors (no pickled code)."""
+    from hydra.utils import to_absolute_path
+
+    file = Path(to_absolute_path(path))
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"teacher.checkpoint={path} cannot be read as a weights-only PyTorch checkpoint "
+            f"({reason[:200]})."
+        ) from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    model = build_model(arch, num_classes)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise ConfigError(
+            f"teacher.checkpoint={path} does not fit teacher.arch={arch} with {num_classes} "
+            f"classes ({str(exc).splitlines()[0][:200]})."
+        ) from exc
+    return model
+
+
+def teacher_key(cfg: DictConfig, dataset: ImageDataset, episode: Episode, augment: dict) -> str:
+    """Everything that changes the trained weights; not the device (results are equivalent)."""
+    hparams = {k: cfg[k] for k in TRAINING_KEYS}
+    return digest(
+        {
+            "kind": "teacher",
+            "v": 1,
+            **hparams,
+            "epochs": cfg.epochs,
+            "seed": cfg.seed,
+            "data": dataset.identity,
+            "classes": episode.classes,
+            "augment": augment,
+        }
+    )
+
+
+def prepare_teacher(
+    cfg: DictConfig,
+    augment: DictConfig,
+    dataset: ImageDataset,
+    episode: Episode,
+    normalize: Normalize,
+    runtime: Runtime,
+    cache: ArtifactCache,
+) -> TeacherResult:
+    ways = episode.ways
+    if cfg.checkpoint:
+        model = load_checkpoint(cfg.checkpoint, cfg.arch, ways).to(runtime.device)
+        identity = digest({"checkpoint": file_digest(Path(cfg.checkpoint)), "arch": cfg.arch})
+        log.info("teacher: loaded %s from %s", cfg.arch, cfg.checkpoint)
+        return TeacherResult(model, identity, "checkpoint")
+    aug = OmegaConf.to_container(augment)
+    key = teacher_key(cfg, dataset, episode, aug)
+    entry = cache.load("teachers", key)
+    cache.record("teacher", entry is not None)
+    model = build_model(cfg.arch, ways)
+    if entry is not None:
+        model.load_state_dict(entry["state_dict"])
+        log.info("teacher: cache hit, reusing %s (no training)", cache.path("teachers", key))
+        return TeacherResult(model.to(runtime.device), key, "cache", history=entry["history"])
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch, ways).to(runtime.device)
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    images = dataset.train.images[episode.teacher_indices].to(runtime.device)
+    labels = episode.teacher_labels.to(runtime.device)
+    steps = cfg.epochs * steps_per_epoch(len(images), min(cfg.batch_size, len(images)))
+    log.info("teacher: training %s on %d images for %d epochs", cfg.arch, len(images), cfg.epochs)
+    start = time.perf_counter()
+    history = fit(
+        model,
+        images,
+        {"labels": labels},
+        build_loss(OmegaConf.create({"name": "ce"}), cfg.label_smoothing),
+        Schedule(steps, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay),
+        normalize,
+        runtime,
+        crop_padding=augment.crop_padding,
+        flip=augment.flip,
+        seed=cfg.seed,
+        stage="teacher",
+    )
+    seconds = time.perf_counter() - start
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path = cache.save("teachers", key, {"state_dict": state, "arch": cfg.arch, "history": history})
+    log.info("teacher: trained in %.1fs, saved to %s", seconds, path)
+    return TeacherResult(model, key, "trained", seconds, history)

@@ -1,0 +1,130 @@
+"""The one training loop (teacher, baseline and student differ only by data and loss) and
+the one inference function (test metrics and soft labels)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from kdrun.data.augment import Normalize, crop_flip
+from kdrun.device import Runtime
+from kdrun.losses import Loss
+from kdrun.progress import stage_progress
+
+
+@dataclass
+class Schedule:
+    """SGD with Nesterov momentum, linear warm-up then cosine decay, counted in optimiser steps."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_fraction: float = 0.05
+
+    def lr_factor(self, step: int) -> float:
+        warmup = max(1, int(self.steps * self.warmup_fraction))
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, self.steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Full batches only (a ragged last batch of 1 breaks BatchNorm); one batch if n is small."""
+    return max(1, n // batch_size)
+
+
+def fit(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: dict[str, torch.Tensor],
+    loss_fn: Loss,
+    schedule: Schedule,
+    normalize: Normalize,
+    runtime: Runtime,
+    *,
+    crop_padding: int,
+    flip: bool,
+    seed: int,
+    stage: str,
+) -> list[dict]:
+    """Train in place on uint8 `images` already on the device; returns one history row per epoch."""
+    dev = runtime.device
+    n = len(images)
+    bs = min(schedule.batch_size, n)
+    per_epoch = steps_per_epoch(n, bs)
+    epochs = math.ceil(schedule.steps / per_epoch)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=schedule.lr,
+        momentum=schedule.momentum,
+        nesterov=schedule.momentum > 0,
+        weight_decay=schedule.weight_decay,
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule.lr_factor)
+    history, step, start = [], 0, time.perf_counter()
+    model.train()
+    with stage_progress(stage, schedule.steps, epochs) as progress:
+        for epoch in range(1, epochs + 1):
+            perm = torch.randperm(n, generator=gen, device=dev)
+            loss_sum = torch.zeros((), device=dev)
+            correct = torch.zeros((), device=dev, dtype=torch.int64)
+            seen = 0
+            for i in range(min(per_epoch, schedule.steps - step)):
+                idx = perm[i * bs : (i + 1) * bs]
+                x = normalize(crop_flip(images[idx], crop_padding, flip, gen))
+                if runtime.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                batch = {k: v[idx] for k, v in targets.items()}
+                with runtime.autocast():
+                    logits = model(x)
+                terms = loss_fn(logits.float(), batch)
+                loss = sum(terms.values())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                loss_sum += loss.detach() * len(idx)
+                correct += (logits.argmax(1) == batch["labels"]).sum()
+                seen += len(idx)
+                progress.step()
+            row = {
+                "stage": stage,
+                "epoch": epoch,
+                "step": step,
+                "loss": loss_sum.item() / seen,  # one host sync per epoch, not per step
+                "train_acc": correct.item() / seen,
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": round(time.perf_counter() - start, 3),
+            }
+            history.append(row)
+            progress.epoch_done(epoch, f"loss {row['loss']:.3f} train acc {row['train_acc']:.3f}")
+    return history
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    images: torch.Tensor,
+    normalize: Normalize,
+    runtime: Runtime,
+    batch_size: int = 1000,
+) -> torch.Tensor:
+    """Float32 logits on the CPU for uint8 `images` (any device), in eval mode, no augmentation."""
+    model.eval()
+    out = []
+    for chunk in images.split(batch_size):
+        x = normalize(chunk.to(runtime.device, non_blocking=True))
+        if runtime.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with runtime.autocast():
+            out.append(model(x).float())
+    return torch.cat(out).cpu()
