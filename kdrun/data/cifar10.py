@@ -1,0 +1,72 @@
+"""CIFAR-10 from torchvision's files (downloaded when allowed) or from a class-folder copy."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from kdrun.cache import ArtifactCache, digest
+from kdrun.config import ConfigError
+from kdrun.data.folder import describe_tree, is_tree, load_tree, resolve_root
+from kdrun.data.registry import ImageDataset, ImageSplit, SourceInfo, register_source
+
+log = logging.getLogger(__name__)
+
+CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+]  # fmt: skip
+TRAIN_PER_CLASS = 5000
+BATCHES_DIR = "cifar-10-batches-py"
+
+
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    if images.shape[-1] == size:
+        return images
+    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True)
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+def _torchvision_split(root: Path, train: bool, download: bool, size: int) -> ImageSplit:
+    from torchvision.datasets import CIFAR10
+
+    ds = CIFAR10(str(root), train=train, download=download)
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+    return ImageSplit(_resize(images, size), torch.tensor(ds.targets, dtype=torch.int64))
+
+
+@register_source("cifar10")
+class Cifar10Source:
+    """Prefers a class-folder tree at `data.root`, then torchvision's pickled batches there."""
+
+    def describe(self, cfg: DictConfig) -> SourceInfo:
+        root = resolve_root(cfg.root)
+        if is_tree(root):
+            return describe_tree(root)
+        if not (root / BATCHES_DIR).is_dir() and not cfg.download:
+            raise ConfigError(
+                f"data.root={root} holds no CIFAR-10 (neither {BATCHES_DIR}/ nor train/<class>/ "
+                "images) and data.download=false; set data.download=true or point data.root at "
+                "a copy."
+            )
+        return SourceInfo(classes=list(CLASSES), train_counts=[TRAIN_PER_CLASS] * len(CLASSES))
+
+    def load(self, cfg: DictConfig, cache: ArtifactCache) -> ImageDataset:
+        root = resolve_root(cfg.root)
+        if is_tree(root):
+            return load_tree(root, cfg.image_size, cache, "cifar10")
+        if not (root / BATCHES_DIR).is_dir():
+            log.info("downloading CIFAR-10 to %s", root)
+        try:
+            train = _torchvision_split(root, True, cfg.download, cfg.image_size)
+            test = _torchvision_split(root, False, cfg.download, cfg.image_size)
+        except (OSError, RuntimeError) as exc:
+            raise ConfigError(
+                f"could not read or download CIFAR-10 at data.root={root} ({exc}); with no "
+                "network, point data.root at an existing copy and set data.download=false."
+            ) from exc
+        identity = digest({"source": "cifar10-torchvision", "size": cfg.image_size, "v": 1})
+        return ImageDataset(train=train, test=test, classes=list(CLASSES), identity=identity)

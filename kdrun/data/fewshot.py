@@ -1,0 +1,74 @@
+"""N-way K-shot sampling: which classes, which labelled images, which test images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from kdrun.config import ConfigError
+
+
+@dataclass
+class Episode:
+    """Indices into the dataset's splits; labels are remapped to 0..ways-1 in `classes` order."""
+
+    classes: list[int]
+    shot_indices: torch.Tensor
+    shot_labels: torch.Tensor
+    teacher_indices: torch.Tensor
+    teacher_labels: torch.Tensor
+    test_indices: torch.Tensor
+    test_labels: torch.Tensor
+
+    @property
+    def ways(self) -> int:
+        return len(self.classes)
+
+
+def _select(labels: torch.Tensor, classes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """All indices whose label is in `classes`, with labels remapped to class positions."""
+    remap = torch.full((int(labels.max()) + 1,), -1, dtype=torch.int64)
+    remap[torch.tensor(classes)] = torch.arange(len(classes))
+    new = remap[labels]
+    idx = torch.nonzero(new >= 0).squeeze(1)
+    return idx, new[idx]
+
+
+def sample_episode(
+    train_labels: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+    ways: int,
+    shots: int,
+    seed: int,
+) -> Episode:
+    """Draw `ways` classes (all of them, in order, when ways == num_classes) and `shots` each."""
+    if not 1 <= ways <= num_classes:
+        raise ConfigError(f"ways={ways} is invalid: it must be between 1 and {num_classes}.")
+    gen = torch.Generator().manual_seed(seed)
+    if ways == num_classes:
+        classes = list(range(num_classes))
+    else:
+        classes = sorted(torch.randperm(num_classes, generator=gen)[:ways].tolist())
+    shot_idx = []
+    for c in classes:
+        members = torch.nonzero(train_labels == c).squeeze(1)
+        if len(members) < shots:
+            raise ConfigError(
+                f"shots={shots} is invalid: class {c} has only {len(members)} training images."
+            )
+        shot_idx.append(members[torch.randperm(len(members), generator=gen)[:shots]])
+    shot_indices = torch.cat(shot_idx)
+    shot_labels = torch.arange(len(classes)).repeat_interleave(shots)
+    teacher_indices, teacher_labels = _select(train_labels, classes)
+    test_indices, test_labels = _select(test_labels, classes)
+    return Episode(
+        classes=classes,
+        shot_indices=shot_indices,
+        shot_labels=shot_labels,
+        teacher_indices=teacher_indices,
+        teacher_labels=teacher_labels,
+        test_indices=test_indices,
+        test_labels=test_labels,
+    )

@@ -1,0 +1,156 @@
+"""Class-folder image trees, `root/{train,test}/<class>/*`, decoded once into uint8 tensors.
+
+Decoding tens of thousands of files costs seconds, so the decoded tensors are stored in the
+artifact cache under a fingerprint of the tree (paths, sizes, mtimes) and reloaded on later runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from PIL import Image, UnidentifiedImageError
+
+from kdrun.cache import ArtifactCache, digest
+from kdrun.config import ConfigError
+from kdrun.data.registry import ImageDataset, ImageSplit, SourceInfo, register_source
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+SPLITS = ("train", "test")
+
+
+def resolve_root(root: str | None, key: str = "data.root") -> Path:
+    """Resolve a configured path against the launch directory, as users expect."""
+    from hydra.utils import to_absolute_path
+
+    if not root:
+        raise ConfigError(f"{key} is not set: point it at a directory holding train/ and test/.")
+    return Path(to_absolute_path(str(root)))
+
+
+def is_tree(root: Path) -> bool:
+    return all((root / split).is_dir() for split in SPLITS)
+
+
+def _class_files(split_dir: Path) -> dict[str, list[Path]]:
+    files = {}
+    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        images = sorted(
+            p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        files[class_dir.name] = images
+    return files
+
+
+def scan_tree(root: Path) -> dict[str, dict[str, list[Path]]]:
+    """Per split, the image files of each class; checks the tree is usable."""
+    if not is_tree(root):
+        raise ConfigError(
+            f"data.root={root} is not a class-folder tree: expected {root}/train/<class>/ and "
+            f"{root}/test/<class>/ directories of images."
+        )
+    tree = {split: _class_files(root / split) for split in SPLITS}
+    classes = [c for c, files in tree["train"].items() if files]
+    if len(classes) < 2:
+        raise ConfigError(
+            f"data.root={root} has {len(classes)} class folder(s) with images under train/; "
+            "a classification task needs at least 2."
+        )
+    missing = [c for c in classes if not tree["test"].get(c)]
+    if missing:
+        raise ConfigError(
+            f"data.root={root}: class(es) {', '.join(missing)} have training images but none "
+            "under test/; every class needs test images for evaluation."
+        )
+    return {split: {c: tree[split][c] for c in classes} for split in SPLITS}
+
+
+def describe_tree(root: Path) -> SourceInfo:
+    tree = scan_tree(root)
+    return SourceInfo(
+        classes=list(tree["train"]), train_counts=[len(f) for f in tree["train"].values()]
+    )
+
+
+def _fingerprint(root: Path, tree: dict[str, dict[str, list[Path]]]) -> list[tuple]:
+    rows = []
+    for split, classes in tree.items():
+        for files in classes.values():
+            for p in files:
+                st = p.stat()
+                rows.append((str(p.relative_to(root)), st.st_size, st.st_mtime_ns))
+    return rows
+
+
+def _decode(path: Path, size: int) -> np.ndarray | None:
+    try:
+        with Image.open(path) as img:
+            rgb = img.convert("RGB")
+            if rgb.size != (size, size):
+                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(rgb, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        log.warning("skipping unreadable image %s (%s)", path, exc)
+        return None
+
+
+def decode_split(classes: dict[str, list[Path]], size: int) -> tuple[ImageSplit, int]:
+    """Decode every file of a split in parallel; unreadable files are skipped and counted."""
+    paths = [p for files in classes.values() for p in files]
+    labels = [i for i, files in enumerate(classes.values()) for _ in files]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        arrays = list(pool.map(lambda p: _decode(p, size), paths, chunksize=256))
+    keep = [i for i, a in enumerate(arrays) if a is not None]
+    images = np.stack([arrays[i] for i in keep]) if keep else np.zeros((0, size, size, 3), "uint8")
+    split = ImageSplit(
+        images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+        labels=torch.tensor([labels[i] for i in keep], dtype=torch.int64),
+    )
+    return split, len(paths) - len(keep)
+
+
+def load_tree(root: Path, image_size: int, cache: ArtifactCache, source: str) -> ImageDataset:
+    tree = scan_tree(root)
+    key = digest(
+        {"source": source, "files": _fingerprint(root, tree), "size": image_size, "v": 1}
+    )
+    entry = cache.load("images", key)
+    cache.record("images", entry is not None)
+    if entry is None:
+        log.info("decoding %s (first use; the decoded tensors are cached)", root)
+        train, skip_train = decode_split(tree["train"], image_size)
+        test, skip_test = decode_split(tree["test"], image_size)
+        if skip_train or skip_test:
+            log.warning("skipped %d unreadable train and %d test files", skip_train, skip_test)
+        entry = {
+            "train_images": train.images,
+            "train_labels": train.labels,
+            "test_images": test.images,
+            "test_labels": test.labels,
+            "classes": list(tree["train"]),
+        }
+        cache.save("images", key, entry)
+    return ImageDataset(
+        train=ImageSplit(entry["train_images"], entry["train_labels"]),
+        test=ImageSplit(entry["test_images"], entry["test_labels"]),
+        classes=list(entry["classes"]),
+        identity=key,
+    )
+
+
+@register_source("folder")
+class FolderSource:
+    """Any user image set laid out as class folders, resized to `data.image_size`."""
+
+    def describe(self, cfg: DictConfig) -> SourceInfo:
+        return describe_tree(resolve_root(cfg.root))
+
+    def load(self, cfg: DictConfig, cache: ArtifactCache) -> ImageDataset:
+        return load_tree(resolve_root(cfg.root), cfg.image_size, cache, "folder")

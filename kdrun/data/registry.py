@@ -1,0 +1,65 @@
+"""Data sources: a name, a cheap `describe` for validation, and a `load` that yields tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from omegaconf import DictConfig
+
+from kdrun.cache import ArtifactCache
+
+
+@dataclass
+class ImageSplit:
+    """A whole split in memory: uint8 images (N, 3, H, W) and int64 labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+@dataclass
+class ImageDataset:
+    train: ImageSplit
+    test: ImageSplit
+    classes: list[str]
+    identity: str  # hash of what determines the pixels; part of every downstream cache key
+
+
+@dataclass
+class SourceInfo:
+    """What validation needs to know without decoding any image."""
+
+    classes: list[str]
+    train_counts: list[int]
+
+
+class DataSource(Protocol):
+    def describe(self, cfg: DictConfig) -> SourceInfo: ...
+
+    def load(self, cfg: DictConfig, cache: ArtifactCache) -> ImageDataset: ...
+
+
+DATA_SOURCES: dict[str, DataSource] = {}
+
+
+def register_source(name: str) -> Callable[[type], type]:
+    def wrap(cls: type) -> type:
+        if name in DATA_SOURCES:
+            raise ValueError(f"data source {name!r} is registered twice")
+        DATA_SOURCES[name] = cls()
+        return cls
+
+    return wrap
+
+
+def get_source(name: str) -> DataSource:
+    from kdrun.config import ConfigError
+
+    if name not in DATA_SOURCES:
+        raise ConfigError(
+            f"data.source={name!r} is unknown; choose one of: {', '.join(sorted(DATA_SOURCES))}."
+        )
+    return DATA_SOURCES[name]

@@ -1,0 +1,78 @@
+"""The installed `kdrun` console script, run the way users run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+KDRUN = str(Path(sys.executable).with_name("kdrun"))
+
+
+def kdrun(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("KDRUN_CACHE_DIR", None)
+    return subprocess.run(
+        [KDRUN, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_smoke_experiment_runs_fast_and_its_teacher_beats_chance(tmp_path):
+    start = time.perf_counter()
+    proc = kdrun("experiment=smoke", cwd=tmp_path)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = [p.parent for p in (tmp_path / "outputs").glob("*/*/metrics.json")]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["teacher"]["test_acc"] >= 0.5  # chance is 0.1 on 10 synthetic classes
+    for name in (".hydra/config.yaml", "kdrun.log", "history.csv", "student.pt"):
+        assert (run_dir / name).exists(), name
+    assert (tmp_path / "outputs" / "cache" / "teachers").is_dir()  # relative to the launch dir
+    assert "kd gain" in proc.stdout
+    assert elapsed < 60, f"smoke run took {elapsed:.1f}s"  # generous: the target is < 30 s
+
+    again = kdrun("experiment=smoke", "hydra.run.dir=pinned", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    pinned = json.loads((tmp_path / "pinned" / "metrics.json").read_text())
+    assert pinned["cache"]["teacher"] == "hit" and pinned["cache"]["soft_labels"] == "hit"
+    assert "cache hit" in (tmp_path / "pinned" / "kdrun.log").read_text()
+
+
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("shots=abc", "shots"),
+        ("shots=0", "shots=0"),
+        ("ways=11", "ways=11"),
+        ("student=nope", "student/nope"),
+        ("loss.alpha=2", "loss.alpha=2"),
+        ("teacher.bogus=1", "bogus"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_one_clear_message(tmp_path, override, needle):
+    proc = kdrun("experiment=smoke", override, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not list(tmp_path.glob("outputs/*/*/metrics.json"))
+
+
+def test_help_lists_the_groups(tmp_path):
+    proc = kdrun("--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    for group in ("teacher:", "student:", "data:", "loss:", "device:", "experiment:"):
+        assert group in proc.stdout
+
+
+def test_python_dash_m_works(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "kdrun", "--cfg", "job", "experiment=smoke"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "source: synthetic" in proc.stdout
