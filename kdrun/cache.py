@@ -96,7 +96,9 @@ class ArtifactCache:
         except Exception as exc:  # corrupt, truncated or foreign file: never trust it
             aside = path.with_name(path.name + ".corrupt")
             os.replace(path, aside)
-            log.warning("cache: %s entry %s unreadable (%s); moved to %s", kind, key[:12], exc, aside)
+            log.warning(
+                "cache: %s entry %s unreadable (%s); moved to %s", kind, key[:12], exc, aside
+            )
             return None
         return entry
 

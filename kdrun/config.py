@@ -26,6 +26,7 @@ class TrainConf:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0
+    grad_clip: float = 5.0  # max global gradient norm; 0 disables (KD on tiny sets can spike)
 
 
 @dataclass
@@ -121,6 +122,8 @@ def check_ranges(cfg: DictConfig) -> None:
         for key in ("batch_size", "lr"):
             value = cfg[stage][key]
             _require(value > 0, f"{stage}.{key}={value} is invalid: it must be > 0.")
+        clip = cfg[stage].grad_clip
+        _require(clip >= 0, f"{stage}.grad_clip={clip} is invalid: it must be >= 0.")
         ls = cfg[stage].label_smoothing
         _require(0 <= ls < 1, f"{stage}.label_smoothing={ls} is invalid: it must be in [0, 1).")
     _require(

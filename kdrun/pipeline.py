@@ -57,8 +57,12 @@ def _evaluate_teacher(
 ) -> dict:
     """The teacher's test scores, cached beside it so a repeated run recomputes nothing."""
     key = digest(
-        {"kind": "teacher_eval", "teacher": teacher.identity, "data": dataset.identity,
-         "classes": episode.classes}
+        {
+            "kind": "teacher_eval",
+            "teacher": teacher.identity,
+            "data": dataset.identity,
+            "classes": episode.classes,
+        }
     )
     entry = cache.load("teacher_eval", key)
     cache.record("teacher_eval", entry is not None)
@@ -70,7 +74,9 @@ def _evaluate_teacher(
 
 
 def _test_report(model, dataset, episode, normalize, runtime, batch_size) -> dict:
-    logits = predict(model, dataset.test.images[episode.test_indices], normalize, runtime, batch_size)
+    logits = predict(
+        model, dataset.test.images[episode.test_indices], normalize, runtime, batch_size
+    )
     names = [dataset.classes[c] for c in episode.classes]
     return classification_report(logits, episode.test_labels, names)
 
@@ -99,14 +105,22 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     start = time.perf_counter()
     dataset = get_source(cfg.data.source).load(cfg.data, cache)
     episode = sample_episode(
-        dataset.train.labels, dataset.test.labels, len(dataset.classes), cfg.ways, cfg.shots,
+        dataset.train.labels,
+        dataset.test.labels,
+        len(dataset.classes),
+        cfg.ways,
+        cfg.shots,
         cfg.seed,
     )
     normalize = Normalize(dataset.train.images, runtime.device)
     timing["data"] = time.perf_counter() - start
     log.info(
         "data: %s, %d classes, %d-way %d-shot (%d labelled images), %d test images",
-        cfg.data.source, len(dataset.classes), cfg.ways, cfg.shots, len(episode.shot_indices),
+        cfg.data.source,
+        len(dataset.classes),
+        cfg.ways,
+        cfg.shots,
+        len(episode.shot_indices),
         len(episode.test_indices),
     )
 
@@ -130,8 +144,16 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     stages = [("student", cfg.loss), ("baseline", OmegaConf.create({"name": "ce"}))]
     for stage, loss_cfg in stages:
         trained = train_student(
-            cfg.student, loss_cfg, cfg.data.augment, dataset, episode, soft_labels, normalize,
-            runtime, cfg.seed, stage,
+            cfg.student,
+            loss_cfg,
+            cfg.data.augment,
+            dataset,
+            episode,
+            soft_labels,
+            normalize,
+            runtime,
+            cfg.seed,
+            stage,
         )
         report = _test_report(
             trained.model, dataset, episode, normalize, runtime, cfg.eval_batch_size
@@ -144,14 +166,22 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
     timing["total"] = time.perf_counter() - t0
     metrics = {
-        "teacher": {**teacher_report, "source": teacher.source, "arch": cfg.teacher.arch,
-                    "epochs": cfg.teacher.epochs if teacher.source != "checkpoint" else None},
+        "teacher": {
+            **teacher_report,
+            "source": teacher.source,
+            "arch": cfg.teacher.arch,
+            "epochs": cfg.teacher.epochs if teacher.source != "checkpoint" else None,
+        },
         "student": {**results["student"], "arch": cfg.student.arch, "loss": cfg.loss.name},
         "baseline": {**results["baseline"], "arch": cfg.student.arch, "loss": "ce"},
         "kd_gain": results["student"]["test_acc"] - results["baseline"]["test_acc"],
-        "episode": {"ways": cfg.ways, "shots": cfg.shots, "seed": cfg.seed,
-                    "classes": [dataset.classes[c] for c in episode.classes],
-                    "shot_indices": episode.shot_indices.tolist()},
+        "episode": {
+            "ways": cfg.ways,
+            "shots": cfg.shots,
+            "seed": cfg.seed,
+            "classes": [dataset.classes[c] for c in episode.classes],
+            "shot_indices": episode.shot_indices.tolist(),
+        },
         "timing": {k: round(v, 3) for k, v in timing.items()},
         "cache": cache.summary(),
         "device": runtime.describe(),

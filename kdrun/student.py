@@ -57,7 +57,7 @@ def train_student(
         dataset.train.images[episode.shot_indices].to(dev),
         targets,
         loss_fn,
-        Schedule(cfg.steps, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay),
+        Schedule(cfg.steps, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.grad_clip),
         normalize,
         runtime,
         crop_padding=augment.crop_padding,

@@ -23,7 +23,15 @@ from kdrun.train import Schedule, fit, steps_per_epoch
 
 log = logging.getLogger(__name__)
 
-TRAINING_KEYS = ("arch", "batch_size", "lr", "momentum", "weight_decay", "label_smoothing")
+TRAINING_KEYS = (
+    "arch",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "label_smoothing",
+    "grad_clip",
+)
 
 
 @dataclass
@@ -117,7 +125,7 @@ def prepare_teacher(
         images,
         {"labels": labels},
         build_loss(OmegaConf.create({"name": "ce"}), cfg.label_smoothing),
-        Schedule(steps, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay),
+        Schedule(steps, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.grad_clip),
         normalize,
         runtime,
         crop_padding=augment.crop_padding,

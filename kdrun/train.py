@@ -25,6 +25,7 @@ class Schedule:
     lr: float
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    grad_clip: float = 0.0
     warmup_fraction: float = 0.05
 
     def lr_factor(self, step: int) -> float:
@@ -89,6 +90,8 @@ def fit(
                 loss = sum(terms.values())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if schedule.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), schedule.grad_clip, foreach=True)
                 opt.step()
                 sched.step()
                 step += 1

@@ -118,9 +118,7 @@ def decode_split(classes: dict[str, list[Path]], size: int) -> tuple[ImageSplit,
 
 def load_tree(root: Path, image_size: int, cache: ArtifactCache, source: str) -> ImageDataset:
     tree = scan_tree(root)
-    key = digest(
-        {"source": source, "files": _fingerprint(root, tree), "size": image_size, "v": 1}
-    )
+    key = digest({"source": source, "files": _fingerprint(root, tree), "size": image_size, "v": 1})
     entry = cache.load("images", key)
     cache.record("images", entry is not None)
     if entry is None:

@@ -24,7 +24,9 @@ class SyntheticSource:
         for key in ("train_per_class", "test_per_class"):
             if cfg[key] < 1:
                 raise ConfigError(f"data.{key}={cfg[key]} is invalid: it must be >= 1.")
-        return SourceInfo(classes=list(SYNTHETIC_CLASSES[:n]), train_counts=[cfg.train_per_class] * n)
+        return SourceInfo(
+            classes=list(SYNTHETIC_CLASSES[:n]), train_counts=[cfg.train_per_class] * n
+        )
 
     def load(self, cfg: DictConfig, cache: ArtifactCache) -> ImageDataset:
         n, size, seed = cfg.num_classes, cfg.image_size, cfg.synthetic_seed
