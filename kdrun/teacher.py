@@ -44,7 +44,7 @@ class TeacherResult:
 
 
 def load_checkpoint(path: str, arch: str, num_classes: int) -> nn.Module:
-    """Build `arch` and load weights from `path`, refusing anything but tensors (no pickled code)."""
+    """Build `arch` and load weights from `path`; only tensors load, never pickled code."""
     from hydra.utils import to_absolute_path
 
     file = Path(to_absolute_path(path))

@@ -81,7 +81,7 @@ def describe_tree(root: Path) -> SourceInfo:
 
 def _fingerprint(root: Path, tree: dict[str, dict[str, list[Path]]]) -> list[tuple]:
     rows = []
-    for split, classes in tree.items():
+    for classes in tree.values():
         for files in classes.values():
             for p in files:
                 st = p.stat()
