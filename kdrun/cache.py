@@ -79,7 +79,7 @@ class ArtifactCache:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.events: dict[str, str] = {}
+        self.events: dict[str, dict[str, int]] = {}
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / f"{key}.pt"
@@ -109,13 +109,13 @@ class ArtifactCache:
 
     def record(self, kind: str, hit: bool) -> None:
         """Note whether a stage reused its artifact, for the log and metrics.json."""
-        self.events[kind] = "hit" if hit else "miss"
+        counts = self.events.setdefault(kind, {"hit": 0, "miss": 0})
+        counts["hit" if hit else "miss"] += 1
 
     def summary(self) -> dict[str, Any]:
-        hits = sum(v == "hit" for v in self.events.values())
         return {
             "dir": str(self.root),
-            **self.events,
-            "hits": hits,
-            "misses": len(self.events) - hits,
+            **{kind: dict(counts) for kind, counts in self.events.items()},
+            "hits": sum(c["hit"] for c in self.events.values()),
+            "misses": sum(c["miss"] for c in self.events.values()),
         }

@@ -69,6 +69,15 @@ class LossConf:
 
 
 @dataclass
+class SoftLabelConf:
+    """views=0 labels the clean images; V >= 1 labels V stored augmented views of each image."""
+
+    views: int = 0
+    mix: str = "none"
+    mix_alpha: float = 1.0
+
+
+@dataclass
 class DeviceConf:
     type: str = "auto"
     precision: str = "auto"
@@ -83,9 +92,12 @@ class Config:
     data: DataConf = MISSING
     loss: LossConf = MISSING
     device: DeviceConf = MISSING
+    soft_labels: SoftLabelConf = field(default_factory=SoftLabelConf)
     ways: int = 10
     shots: int = 5
     seed: int = 0
+    episodes: int = 1
+    pool: int = 0
     cache_dir: str = "${oc.env:KDRUN_CACHE_DIR,outputs/cache}"
     eval_batch_size: int = 1000
 
@@ -93,6 +105,7 @@ class Config:
 DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 TRISTATE = ("auto", "true", "false")
+MIXES = ("none", "mixup", "cutmix")
 
 
 def register_configs() -> None:
@@ -112,6 +125,19 @@ def check_ranges(cfg: DictConfig) -> None:
 
     _require(cfg.shots >= 1, f"shots={cfg.shots} is invalid: shots must be an integer >= 1.")
     _require(cfg.ways >= 1, f"ways={cfg.ways} is invalid: ways must be an integer >= 1.")
+    _require(cfg.episodes >= 1, f"episodes={cfg.episodes} is invalid: it must be >= 1.")
+    _require(cfg.pool >= 0, f"pool={cfg.pool} is invalid: it must be >= 0.")
+    sl = cfg.soft_labels
+    _require(sl.views >= 0, f"soft_labels.views={sl.views} is invalid: it must be >= 0.")
+    _require(
+        sl.mix in MIXES,
+        f"soft_labels.mix={sl.mix!r} is unknown; choose one of: {', '.join(MIXES)}.",
+    )
+    _require(
+        sl.mix == "none" or sl.views >= 1,
+        f"soft_labels.mix={sl.mix} needs soft_labels.views >= 1 (the teacher labels mixed views).",
+    )
+    _require(sl.mix_alpha > 0, f"soft_labels.mix_alpha={sl.mix_alpha} is invalid: it must be > 0.")
     for stage in ("teacher", "student"):
         arch = cfg[stage].arch
         _require(

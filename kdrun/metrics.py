@@ -31,3 +31,28 @@ def classification_report(
         "per_class_recall": {name: float(r) for name, r in zip(class_names, recall, strict=True)},
         "test_images": int(cm.sum()),
     }
+
+
+def mean_ci(values: list[float]) -> dict:
+    """Mean, sample std and 95% CI half-width (1.96·std/√n) over episodes; CI is 0 for n = 1."""
+    n = len(values)
+    mean = sum(values) / n
+    std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    return {"mean": mean, "std": std, "ci95": 1.96 * std / n**0.5, "n": n}
+
+
+def aggregate_reports(reports: list[dict]) -> dict:
+    """Episode reports → means (with std and CI of accuracy) and mean recall per class seen."""
+    acc = mean_ci([r["test_acc"] for r in reports])
+    recalls: dict[str, list[float]] = {}
+    for r in reports:
+        for name, value in r["per_class_recall"].items():
+            recalls.setdefault(name, []).append(value)
+    return {
+        "test_acc": acc["mean"],
+        "test_acc_std": acc["std"],
+        "test_acc_ci95": acc["ci95"],
+        "macro_f1": sum(r["macro_f1"] for r in reports) / len(reports),
+        "per_class_recall": {k: sum(v) / len(v) for k, v in recalls.items()},
+        "test_images": reports[0]["test_images"],
+    }

@@ -17,9 +17,9 @@ from kdrun.cache import ArtifactCache, atomic_torch_save, atomic_write_text, dig
 from kdrun.config import ConfigError, check_ranges
 from kdrun.data import ImageDataset, SourceInfo, get_source
 from kdrun.data.augment import Normalize
-from kdrun.data.fewshot import Episode, sample_episode
+from kdrun.data.fewshot import Episode, episode_seed, sample_episode
 from kdrun.device import Runtime, resolve_runtime
-from kdrun.metrics import classification_report
+from kdrun.metrics import aggregate_reports, classification_report, mean_ci
 from kdrun.soft_labels import get_soft_labels
 from kdrun.student import train_student
 from kdrun.teacher import TeacherResult, load_checkpoint, prepare_teacher
@@ -36,11 +36,10 @@ def preflight(cfg: DictConfig) -> tuple[SourceInfo, Runtime]:
     if cfg.ways > n:
         raise ConfigError(f"ways={cfg.ways} is invalid: the data set has {n} classes (1..{n}).")
     fewest = min(info.train_counts)
-    if cfg.shots > fewest:
+    if cfg.shots + cfg.pool > fewest:
         name = info.classes[info.train_counts.index(fewest)]
-        raise ConfigError(
-            f"shots={cfg.shots} is invalid: class {name!r} has only {fewest} training images."
-        )
+        key = f"shots={cfg.shots}" + (f" with pool={cfg.pool}" if cfg.pool else "")
+        raise ConfigError(f"{key} is invalid: class {name!r} has only {fewest} training images.")
     if cfg.teacher.checkpoint:
         load_checkpoint(cfg.teacher.checkpoint, cfg.teacher.arch, cfg.ways)
     return info, resolve_runtime(cfg.device)
@@ -83,8 +82,8 @@ def _test_report(model, dataset, episode, normalize, runtime, batch_size) -> dic
 
 def _history_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    fields = ["stage", "epoch", "step", "loss", "train_acc", "lr", "seconds"]
-    writer = csv.DictWriter(buf, fieldnames=fields)
+    fields = ["episode", "stage", "epoch", "step", "loss", "train_acc", "lr", "seconds"]
+    writer = csv.DictWriter(buf, fieldnames=fields, restval="")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
@@ -94,8 +93,75 @@ def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
+def _run_episode(
+    cfg: DictConfig,
+    e: int,
+    dataset: ImageDataset,
+    normalize: Normalize,
+    runtime: Runtime,
+    cache: ArtifactCache,
+    out_dir: Path,
+    timing: dict[str, float],
+) -> tuple[dict, list[dict], str]:
+    """One draw of classes and shots: teacher (usually cached), soft labels, student, baseline."""
+    seed = episode_seed(cfg.seed, e)
+    episode = sample_episode(
+        dataset.train.labels, dataset.test.labels, len(dataset.classes), cfg.ways, cfg.shots,
+        seed, pool=cfg.pool,
+    )  # fmt: skip
+    start = time.perf_counter()
+    teacher = prepare_teacher(
+        cfg.teacher, cfg.data.augment, dataset, episode, normalize, runtime, cache
+    )
+    teacher_report = _evaluate_teacher(
+        teacher, dataset, episode, normalize, runtime, cache, cfg.eval_batch_size
+    )
+    _add(timing, "teacher", time.perf_counter() - start)
+    log.info("teacher: test accuracy %.4f (%s)", teacher_report["test_acc"], teacher.source)
+
+    soft = get_soft_labels(
+        teacher, dataset, episode, cfg.soft_labels, cfg.data.augment, normalize, runtime, cache,
+        cfg.eval_batch_size,
+    )  # fmt: skip
+    _add(timing, "soft_labels", soft.seconds)
+    teacher.model.cpu()  # the student stage never touches the teacher
+
+    history = list(teacher.history) if teacher.source == "trained" else []
+    reports = {"teacher": teacher_report}
+    for stage, loss_cfg in (("student", cfg.loss), ("baseline", OmegaConf.create({"name": "ce"}))):
+        trained = train_student(
+            cfg.student, loss_cfg, cfg.data.augment, dataset, episode, soft, normalize,
+            runtime, seed, stage,
+        )  # fmt: skip
+        report = _test_report(
+            trained.model, dataset, episode, normalize, runtime, cfg.eval_batch_size
+        )
+        _add(timing, stage, trained.seconds)
+        history += [{**row, "episode": e} for row in trained.history]
+        reports[stage] = report
+        if e == 0:
+            atomic_torch_save(_state(trained.model), out_dir / f"{stage}.pt")
+        log.info("episode %d %s: test accuracy %.4f (%.1fs)", e, stage, report["test_acc"],
+                 trained.seconds)  # fmt: skip
+    record = {
+        "episode": e,
+        "seed": seed,
+        "classes": [dataset.classes[c] for c in episode.classes],
+        "shot_indices": episode.shot_indices.tolist(),
+        "pool_size": len(episode.pool_indices),
+        **reports,
+        "kd_gain": reports["student"]["test_acc"] - reports["baseline"]["test_acc"],
+        "soft_labels": {"hit": soft.hit, "bytes": soft.nbytes, "views": cfg.soft_labels.views},
+    }
+    return record, history, teacher.source
+
+
+def _add(timing: dict[str, float], key: str, seconds: float) -> None:
+    timing[key] = timing.get(key, 0.0) + seconds
+
+
 def run(cfg: DictConfig, out_dir: Path) -> dict:
-    """Run one experiment; writes history.csv, weights and, last of all, metrics.json."""
+    """Run `episodes` draws; writes history.csv, episode-0 weights and, last, metrics.json."""
     t0 = time.perf_counter()
     _, runtime = preflight(cfg)
     log.info("device: %s", runtime.describe())
@@ -104,89 +170,44 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
     start = time.perf_counter()
     dataset = get_source(cfg.data.source).load(cfg.data, cache)
-    episode = sample_episode(
-        dataset.train.labels,
-        dataset.test.labels,
-        len(dataset.classes),
-        cfg.ways,
-        cfg.shots,
-        cfg.seed,
-    )
     normalize = Normalize(dataset.train.images, runtime.device)
     timing["data"] = time.perf_counter() - start
     log.info(
-        "data: %s, %d classes, %d-way %d-shot (%d labelled images), %d test images",
-        cfg.data.source,
-        len(dataset.classes),
-        cfg.ways,
-        cfg.shots,
-        len(episode.shot_indices),
-        len(episode.test_indices),
-    )
+        "data: %s, %d classes; %d-way %d-shot, pool %d per class, %d episode(s)",
+        cfg.data.source, len(dataset.classes), cfg.ways, cfg.shots, cfg.pool, cfg.episodes,
+    )  # fmt: skip
 
-    start = time.perf_counter()
-    teacher = prepare_teacher(
-        cfg.teacher, cfg.data.augment, dataset, episode, normalize, runtime, cache
-    )
-    teacher_report = _evaluate_teacher(
-        teacher, dataset, episode, normalize, runtime, cache, cfg.eval_batch_size
-    )
-    timing["teacher"] = time.perf_counter() - start
-    log.info("teacher: test accuracy %.4f (%s)", teacher_report["test_acc"], teacher.source)
-
-    soft_labels, timing["soft_labels"] = get_soft_labels(
-        teacher, dataset, episode, normalize, runtime, cache, cfg.eval_batch_size
-    )
-    teacher.model.cpu()  # the student stage never touches the teacher
-
-    results = {}
-    history = list(teacher.history) if teacher.source == "trained" else []
-    stages = [("student", cfg.loss), ("baseline", OmegaConf.create({"name": "ce"}))]
-    for stage, loss_cfg in stages:
-        trained = train_student(
-            cfg.student,
-            loss_cfg,
-            cfg.data.augment,
-            dataset,
-            episode,
-            soft_labels,
-            normalize,
-            runtime,
-            cfg.seed,
-            stage,
+    records, history, sources = [], [], []
+    for e in range(cfg.episodes):
+        record, rows, source = _run_episode(
+            cfg, e, dataset, normalize, runtime, cache, out_dir, timing
         )
-        report = _test_report(
-            trained.model, dataset, episode, normalize, runtime, cfg.eval_batch_size
-        )
-        timing[stage] = trained.seconds
-        history += trained.history
-        results[stage] = report
-        atomic_torch_save(_state(trained.model), out_dir / f"{stage}.pt")
-        log.info("%s: test accuracy %.4f (%.1fs)", stage, report["test_acc"], trained.seconds)
+        records.append(record)
+        history += rows
+        sources.append(source)
 
+    gain = mean_ci([r["kd_gain"] for r in records])
     timing["total"] = time.perf_counter() - t0
     metrics = {
-        "teacher": {
-            **teacher_report,
-            "source": teacher.source,
-            "arch": cfg.teacher.arch,
-            "epochs": cfg.teacher.epochs if teacher.source != "checkpoint" else None,
-        },
-        "student": {**results["student"], "arch": cfg.student.arch, "loss": cfg.loss.name},
-        "baseline": {**results["baseline"], "arch": cfg.student.arch, "loss": "ce"},
-        "kd_gain": results["student"]["test_acc"] - results["baseline"]["test_acc"],
-        "episode": {
-            "ways": cfg.ways,
-            "shots": cfg.shots,
-            "seed": cfg.seed,
-            "classes": [dataset.classes[c] for c in episode.classes],
-            "shot_indices": episode.shot_indices.tolist(),
-        },
+        "teacher": {**aggregate_reports([r["teacher"] for r in records]),
+                    "source": sources[0], "arch": cfg.teacher.arch,
+                    "epochs": None if sources[0] == "checkpoint" else cfg.teacher.epochs},
+        "student": {**aggregate_reports([r["student"] for r in records]),
+                    "arch": cfg.student.arch, "loss": cfg.loss.name},
+        "baseline": {**aggregate_reports([r["baseline"] for r in records]),
+                     "arch": cfg.student.arch, "loss": "ce"},
+        "kd_gain": gain["mean"],
+        "kd_gain_std": gain["std"],
+        "kd_gain_ci95": gain["ci95"],
+        "setting": {"ways": cfg.ways, "shots": cfg.shots, "seed": cfg.seed,
+                    "episodes": cfg.episodes, "pool": cfg.pool,
+                    "views": cfg.soft_labels.views, "mix": cfg.soft_labels.mix},
+        "episodes": records,
         "timing": {k: round(v, 3) for k, v in timing.items()},
         "cache": cache.summary(),
         "device": runtime.describe(),
         "out_dir": str(out_dir),
-    }
+    }  # fmt: skip
     atomic_write_text(_history_csv(history), out_dir / "history.csv")
     atomic_write_text(json.dumps(metrics, indent=2) + "\n", out_dir / "metrics.json")
     return metrics

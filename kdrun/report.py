@@ -6,54 +6,61 @@ from rich.console import Console
 from rich.table import Table
 
 
+def _acc(model: dict, episodes: int) -> str:
+    if episodes == 1:
+        return f"{model['test_acc']:.4f}"
+    return f"{model['test_acc']:.4f} ± {model['test_acc_ci95']:.4f}"
+
+
 def summary_table(metrics: dict) -> Table:
-    timing, cache = metrics["timing"], metrics["cache"]
-    ep = metrics["episode"]
-    title = f"kdrun · {ep['ways']}-way {ep['shots']}-shot · seed {ep['seed']}"
+    timing, cache, s = metrics["timing"], metrics["cache"], metrics["setting"]
+    episodes = s["episodes"]
+    title = f"kdrun · {s['ways']}-way {s['shots']}-shot · seed {s['seed']}"
+    if s["pool"]:
+        title += f" · pool {s['pool']}"
+    if s["views"]:
+        title += f" · {s['views']} views" + (f" ({s['mix']})" if s["mix"] != "none" else "")
+    if episodes > 1:
+        title += f" · {episodes} episodes (mean ± 95% CI)"
     table = Table(title=title, title_justify="left")
-    for col in ("model", "arch", "test acc", "macro-F1", "time (s)", "note"):
-        table.add_column(
-            col, justify="right" if col in ("test acc", "macro-F1", "time (s)") else "left"
+    for col, right in (
+        ("model", 0),
+        ("arch", 0),
+        ("test acc", 1),
+        ("macro-F1", 1),
+        ("time (s)", 1),
+        ("note", 0),
+    ):
+        table.add_column(col, justify="right" if right else "left")
+    t, b, st = metrics["teacher"], metrics["baseline"], metrics["student"]
+    rows = (
+        ("teacher", t, timing["teacher"] + timing["soft_labels"], t["source"]),
+        ("baseline", b, timing["baseline"], "CE on the shots"),
+        ("student", st, timing["student"], f"loss={st['loss']}"),
+    )
+    for name, model, seconds, note in rows:
+        table.add_row(
+            name,
+            model["arch"],
+            _acc(model, episodes),
+            f"{model['macro_f1']:.4f}",
+            f"{seconds:.1f}",
+            note,
         )
-    teacher = metrics["teacher"]
-    teacher_time = timing["teacher"] + timing["soft_labels"]
-    table.add_row(
-        "teacher",
-        teacher["arch"],
-        f"{teacher['test_acc']:.4f}",
-        f"{teacher['macro_f1']:.4f}",
-        f"{teacher_time:.1f}",
-        teacher["source"],
-    )
-    b = metrics["baseline"]
-    table.add_row(
-        "baseline",
-        b["arch"],
-        f"{b['test_acc']:.4f}",
-        f"{b['macro_f1']:.4f}",
-        f"{timing['baseline']:.1f}",
-        "CE on the shots",
-    )
-    s = metrics["student"]
-    table.add_row(
-        "student",
-        s["arch"],
-        f"{s['test_acc']:.4f}",
-        f"{s['macro_f1']:.4f}",
-        f"{timing['student']:.1f}",
-        f"loss={s['loss']}",
-    )
     table.add_section()
+    gain = f"{metrics['kd_gain']:+.4f}"
+    if episodes > 1:
+        gain += f" ± {metrics['kd_gain_ci95']:.4f}"
     table.add_row(
         "kd gain",
         "",
-        f"{metrics['kd_gain']:+.4f}",
+        gain,
         "",
         f"{timing['total']:.1f}",
         f"cache: {cache['hits']} hit(s), {cache['misses']} miss(es)",
     )
     table.caption = f"run dir: {metrics['out_dir']}"
-    return table
+    return table  # fmt: skip
 
 
 def print_summary(metrics: dict, console: Console | None = None) -> None:

@@ -1,61 +1,150 @@
-"""The teacher's logits for every image the student trains on, cached by content.
+"""The teacher's logits for every image the student distils on, cached by content.
 
-Logits, not probabilities, are stored: the temperature is applied at loss time, so a sweep over
-it reuses one cache entry. The student stage reads these and never runs the teacher.
+The student distils on its shots plus an optional transfer pool (`pool` images per class whose
+labels it never sees). With `soft_labels.views=0` the teacher labels each clean image once and
+the student's augmented views reuse that label ("fixed teacher"); with V >= 1 the teacher labels
+V augmented (optionally mixed) views per image whose parameters are stored with the logits, and
+the student replays exactly those views. Logits, not probabilities, are stored (fp16): the
+temperature is applied at loss time, so a sweep over it reuses one entry.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import torch
+from omegaconf import DictConfig
 
 from kdrun.cache import ArtifactCache, digest, tensor_digest
 from kdrun.data import ImageDataset
 from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import Episode
+from kdrun.data.views import ViewParams, render_views, sample_view_params
 from kdrun.device import Runtime
 from kdrun.teacher import TeacherResult
-from kdrun.train import predict
+from kdrun.train import predict, predict_inputs
 
 log = logging.getLogger(__name__)
 
 
-def soft_label_key(teacher_identity: str, dataset: ImageDataset, episode: Episode) -> str:
+@dataclass
+class SoftLabels:
+    indices: torch.Tensor  # train-split indices: the shots, then the pool
+    labels: torch.Tensor  # shot labels, then -1 for pool images
+    logits: torch.Tensor  # fp16, (M, classes) for clean images or (M, V, classes) for views
+    params: ViewParams | None  # how to regenerate each view; None for clean images
+    hit: bool
+    seconds: float
+
+    @property
+    def nbytes(self) -> int:
+        extra = (
+            sum(t.numel() * t.element_size() for t in self.params.to_dict().values())
+            if (self.params is not None)
+            else 0
+        )
+        return self.logits.numel() * self.logits.element_size() + extra
+
+
+def distillation_set(episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices and student-visible labels of the images the student distils on."""
+    pool = episode.pool_indices
+    indices = torch.cat([episode.shot_indices, pool])
+    labels = torch.cat([episode.shot_labels, torch.full((len(pool),), -1, dtype=torch.int64)])
+    return indices, labels
+
+
+def soft_label_key(
+    teacher_identity: str, dataset: ImageDataset, episode: Episode, view: dict
+) -> str:
+    indices, _ = distillation_set(episode)
     return digest(
         {
             "kind": "soft_labels",
-            "v": 1,
+            "v": 2,
             "teacher": teacher_identity,
             "data": dataset.identity,
             "classes": episode.classes,
-            "indices": tensor_digest(episode.shot_indices),
-            "view": "clean",  # logits of the un-augmented images
+            "indices": tensor_digest(indices),
+            "view": view,
         }
     )
+
+
+def _label_views(
+    teacher: TeacherResult,
+    images: torch.Tensor,
+    params: ViewParams,
+    normalize: Normalize,
+    runtime: Runtime,
+    padding: int,
+    batch_size: int,
+) -> torch.Tensor:
+    n, views = params.dy.shape
+    dev_params = params.to(runtime.device)
+
+    def batches(v: int):
+        for start in range(0, n, batch_size):
+            idx = torch.arange(start, min(n, start + batch_size), device=runtime.device)
+            view = torch.full_like(idx, v)
+            yield render_views(images, idx, view, dev_params, normalize, padding)
+
+    per_view = [predict_inputs(teacher.model, batches(v), runtime) for v in range(views)]
+    return torch.stack(per_view, dim=1)
 
 
 def get_soft_labels(
     teacher: TeacherResult,
     dataset: ImageDataset,
     episode: Episode,
+    cfg: DictConfig,
+    augment: DictConfig,
     normalize: Normalize,
     runtime: Runtime,
     cache: ArtifactCache,
     batch_size: int,
-) -> tuple[torch.Tensor, float]:
-    """Float32 logits (shots·ways, ways) aligned with `episode.shot_indices`, and seconds spent."""
-    key = soft_label_key(teacher.identity, dataset, episode)
+) -> SoftLabels:
+    """Load the teacher's logits for this episode's distillation set, or compute and store them."""
+    indices, labels = distillation_set(episode)
+    views = cfg.views
+    view = {"views": views}
+    if views:
+        view |= {"mix": cfg.mix, "mix_alpha": cfg.mix_alpha, "seed": episode.seed,
+                 "padding": augment.crop_padding, "flip": augment.flip}  # fmt: skip
+    key = soft_label_key(teacher.identity, dataset, episode, view)
     entry = cache.load("soft_labels", key)
     cache.record("soft_labels", entry is not None)
     if entry is not None:
-        log.info("soft labels: cache hit (%d images, nothing recomputed)", len(entry["logits"]))
-        return entry["logits"].float(), 0.0
+        params = ViewParams.from_dict(entry["params"]) if views else None
+        result = SoftLabels(indices, labels, entry["logits"], params, True, 0.0)
+        log.info("soft labels: cache hit (%d images, %d bytes, nothing recomputed)",
+                 len(indices), result.nbytes)  # fmt: skip
+        return result
+
     start = time.perf_counter()
-    images = dataset.train.images[episode.shot_indices]
-    logits = predict(teacher.model, images, normalize, runtime, batch_size)
-    cache.save("soft_labels", key, {"logits": logits, "indices": episode.shot_indices})
-    seconds = time.perf_counter() - start
-    log.info("soft labels: computed and cached for %d images in %.2fs", len(logits), seconds)
-    return logits, seconds
+    images = dataset.train.images[indices].to(runtime.device)
+    if views:
+        size = dataset.train.images.shape[-1]
+        params = sample_view_params(
+            len(indices), views, augment.crop_padding, augment.flip, cfg.mix, cfg.mix_alpha,
+            size, episode.seed,
+        )  # fmt: skip
+        logits = _label_views(
+            teacher, images, params, normalize, runtime, augment.crop_padding, batch_size
+        )
+    else:
+        params = None
+        logits = predict(teacher.model, images, normalize, runtime, batch_size)
+    logits = logits.half()
+    stored = {"logits": logits, "indices": indices}
+    if params is not None:
+        stored["params"] = params.to_dict()
+    cache.save("soft_labels", key, stored)
+    result = SoftLabels(indices, labels, logits, params, False, time.perf_counter() - start)
+    log.info(
+        "soft labels: teacher labelled %d images x %d view(s) in %.2fs (%d bytes cached)",
+        len(indices), max(1, views), result.seconds, result.nbytes,
+    )  # fmt: skip
+    return result

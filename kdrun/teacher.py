@@ -16,6 +16,7 @@ from kdrun.config import ConfigError
 from kdrun.data import ImageDataset
 from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import Episode
+from kdrun.data.views import AugmentedSet
 from kdrun.device import Runtime
 from kdrun.losses import build_loss
 from kdrun.models import build_model
@@ -120,16 +121,15 @@ def prepare_teacher(
     steps = cfg.epochs * steps_per_epoch(len(images), min(cfg.batch_size, len(images)))
     log.info("teacher: training %s on %d images for %d epochs", cfg.arch, len(images), cfg.epochs)
     start = time.perf_counter()
+    train_set = AugmentedSet(
+        images, {"labels": labels}, normalize, augment.crop_padding, augment.flip
+    )
     history = fit(
         model,
-        images,
-        {"labels": labels},
+        train_set,
         build_loss(OmegaConf.create({"name": "ce"}), cfg.label_smoothing),
         Schedule(steps, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.grad_clip),
-        normalize,
         runtime,
-        crop_padding=augment.crop_padding,
-        flip=augment.flip,
         seed=cfg.seed,
         stage="teacher",
     )

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
 
-from kdrun.data.augment import Normalize, crop_flip
+from kdrun.data.augment import Normalize
 from kdrun.device import Runtime
 from kdrun.losses import Loss
 from kdrun.progress import stage_progress
@@ -41,23 +43,29 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, n // batch_size)
 
 
+class TrainingSet(Protocol):
+    """Turns a batch of indices into normalised inputs and the loss's targets."""
+
+    def __len__(self) -> int: ...
+
+    def batch(
+        self, idx: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+
+
 def fit(
     model: nn.Module,
-    images: torch.Tensor,
-    targets: dict[str, torch.Tensor],
+    train_set: TrainingSet,
     loss_fn: Loss,
     schedule: Schedule,
-    normalize: Normalize,
     runtime: Runtime,
     *,
-    crop_padding: int,
-    flip: bool,
     seed: int,
     stage: str,
 ) -> list[dict]:
-    """Train in place on uint8 `images` already on the device; returns one history row per epoch."""
+    """Train in place on a set already on the device; returns one history row per epoch."""
     dev = runtime.device
-    n = len(images)
+    n = len(train_set)
     bs = min(schedule.batch_size, n)
     per_epoch = steps_per_epoch(n, bs)
     epochs = math.ceil(schedule.steps / per_epoch)
@@ -77,13 +85,13 @@ def fit(
             perm = torch.randperm(n, generator=gen, device=dev)
             loss_sum = torch.zeros((), device=dev)
             correct = torch.zeros((), device=dev, dtype=torch.int64)
+            counted = torch.zeros((), device=dev, dtype=torch.int64)
             seen = 0
             for i in range(min(per_epoch, schedule.steps - step)):
                 idx = perm[i * bs : (i + 1) * bs]
-                x = normalize(crop_flip(images[idx], crop_padding, flip, gen))
+                x, batch = train_set.batch(idx, gen)
                 if runtime.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                batch = {k: v[idx] for k, v in targets.items()}
                 with runtime.autocast():
                     logits = model(x)
                 terms = loss_fn(logits.float(), batch)
@@ -96,7 +104,9 @@ def fit(
                 sched.step()
                 step += 1
                 loss_sum += loss.detach() * len(idx)
-                correct += (logits.argmax(1) == batch["labels"]).sum()
+                labelled = batch["labels"] >= 0
+                correct += (logits.argmax(1) == batch["labels"])[labelled].sum()
+                counted += labelled.sum()
                 seen += len(idx)
                 progress.step()
             row = {
@@ -104,7 +114,7 @@ def fit(
                 "epoch": epoch,
                 "step": step,
                 "loss": loss_sum.item() / seen,  # one host sync per epoch, not per step
-                "train_acc": correct.item() / seen,
+                "train_acc": correct.item() / max(1, counted.item()),  # labelled images only
                 "lr": opt.param_groups[0]["lr"],
                 "seconds": round(time.perf_counter() - start, 3),
             }
@@ -114,6 +124,20 @@ def fit(
 
 
 @torch.inference_mode()
+def predict_inputs(
+    model: nn.Module, inputs: Iterable[torch.Tensor], runtime: Runtime
+) -> torch.Tensor:
+    """Float32 logits on the CPU for already normalised input batches, in eval mode."""
+    model.eval()
+    out = []
+    for x in inputs:
+        if runtime.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with runtime.autocast():
+            out.append(model(x).float())
+    return torch.cat(out).cpu()
+
+
 def predict(
     model: nn.Module,
     images: torch.Tensor,
@@ -121,13 +145,6 @@ def predict(
     runtime: Runtime,
     batch_size: int = 1000,
 ) -> torch.Tensor:
-    """Float32 logits on the CPU for uint8 `images` (any device), in eval mode, no augmentation."""
-    model.eval()
-    out = []
-    for chunk in images.split(batch_size):
-        x = normalize(chunk.to(runtime.device, non_blocking=True))
-        if runtime.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with runtime.autocast():
-            out.append(model(x).float())
-    return torch.cat(out).cpu()
+    """Logits for uint8 `images` (any device), un-augmented: test metrics and clean soft labels."""
+    batches = (normalize(c.to(runtime.device, non_blocking=True)) for c in images.split(batch_size))
+    return predict_inputs(model, batches, runtime)

@@ -10,26 +10,36 @@ import torch
 import torch.nn.functional as F
 
 
-def crop_flip(
-    images: torch.Tensor, padding: int, flip: bool, generator: torch.Generator
+def crop_flip_with(
+    images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, padding: int
 ) -> torch.Tensor:
-    """Augment a uint8 batch (B, C, H, W): zero-pad, crop back to (H, W), flip half of them."""
+    """Crop each zero-padded uint8 image at offset (dy, dx), flip where `flip`; per image, so a
+    view is the same whatever batch it is rendered in."""
     b, c, h, w = images.shape
     dev = images.device
     out = images
     if padding > 0:
         padded = F.pad(images, (padding, padding, padding, padding))
-        dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=dev)
-        dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=dev)
         rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
         cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]
         batch = torch.arange(b, device=dev)[:, None, None, None]
         chan = torch.arange(c, device=dev)[None, :, None, None]
         out = padded[batch, chan, rows, cols]
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
+
+
+def crop_flip(
+    images: torch.Tensor, padding: int, flip: bool, generator: torch.Generator
+) -> torch.Tensor:
+    """Augment a uint8 batch (B, C, H, W) with fresh random offsets and flips."""
+    n, dev = len(images), images.device
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=dev)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=dev)
     if flip:
-        mask = torch.rand(b, generator=generator, device=dev) < 0.5
-        out = torch.where(mask[:, None, None, None], out.flip(3), out)
-    return out
+        flips = torch.rand(n, generator=generator, device=dev) < 0.5
+    else:
+        flips = torch.zeros(n, dtype=torch.bool, device=dev)
+    return crop_flip_with(images, dy, dx, flips, padding)
 
 
 class Normalize:

@@ -20,6 +20,8 @@ class Episode:
     teacher_labels: torch.Tensor
     test_indices: torch.Tensor
     test_labels: torch.Tensor
+    pool_indices: torch.Tensor  # unlabelled for the student: same classes, never shots or test
+    seed: int
 
     @property
     def ways(self) -> int:
@@ -42,8 +44,10 @@ def sample_episode(
     ways: int,
     shots: int,
     seed: int,
+    pool: int = 0,
 ) -> Episode:
-    """Draw `ways` classes (all of them, in order, when ways == num_classes) and `shots` each."""
+    """Draw `ways` classes (all of them, in order, when ways == num_classes), `shots` labelled
+    images each, and `pool` further training images each whose labels the student never sees."""
     if not 1 <= ways <= num_classes:
         raise ConfigError(f"ways={ways} is invalid: it must be between 1 and {num_classes}.")
     gen = torch.Generator().manual_seed(seed)
@@ -51,14 +55,17 @@ def sample_episode(
         classes = list(range(num_classes))
     else:
         classes = sorted(torch.randperm(num_classes, generator=gen)[:ways].tolist())
-    shot_idx = []
+    shot_idx, pool_idx = [], []
     for c in classes:
         members = torch.nonzero(train_labels == c).squeeze(1)
-        if len(members) < shots:
+        if len(members) < shots + pool:
             raise ConfigError(
-                f"shots={shots} is invalid: class {c} has only {len(members)} training images."
+                f"shots={shots} with pool={pool} is invalid: class {c} has only {len(members)} "
+                "training images."
             )
-        shot_idx.append(members[torch.randperm(len(members), generator=gen)[:shots]])
+        order = members[torch.randperm(len(members), generator=gen)]
+        shot_idx.append(order[:shots])
+        pool_idx.append(order[shots : shots + pool])  # disjoint from the shots by construction
     shot_indices = torch.cat(shot_idx)
     shot_labels = torch.arange(len(classes)).repeat_interleave(shots)
     teacher_indices, teacher_labels = _select(train_labels, classes)
@@ -71,4 +78,11 @@ def sample_episode(
         teacher_labels=teacher_labels,
         test_indices=test_indices,
         test_labels=test_labels,
+        pool_indices=torch.cat(pool_idx),
+        seed=seed,
     )
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """Episode 0 draws what a single run with `seed` draws; later ones are independent draws."""
+    return seed if episode == 0 else seed + 1_000_003 * episode

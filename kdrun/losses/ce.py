@@ -1,4 +1,4 @@
-"""Cross-entropy on the labels alone: the no-distillation baseline and the teacher's loss."""
+"""Cross-entropy on the labels: the no-distillation baseline, the teacher's loss, KD's CE term."""
 
 from __future__ import annotations
 
@@ -7,6 +7,28 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from kdrun.losses.registry import register_loss
+
+
+def label_cross_entropy(
+    logits: torch.Tensor, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """CE against label distributions, averaged over the labelled images only.
+
+    Unlabelled images (label -1, e.g. a transfer pool) add nothing; mixed views carry mixed label
+    distributions in `label_dist`; label smoothing spreads each row's mass over all classes.
+    """
+    log_p = F.log_softmax(logits.float(), dim=1)
+    if "label_dist" in batch:
+        target = batch["label_dist"]
+    else:
+        labels = batch["labels"]
+        target = torch.zeros_like(log_p)
+        known = labels >= 0
+        target[known] = F.one_hot(labels[known], logits.shape[1]).float()
+    weight = target.sum(1, keepdim=True)
+    if label_smoothing:
+        target = target * (1 - label_smoothing) + weight * label_smoothing / logits.shape[1]
+    return -(target * log_p).sum() / weight.sum().clamp_min(1.0)
 
 
 @register_loss("ce")
@@ -19,5 +41,4 @@ class CrossEntropy:
     def __call__(
         self, logits: torch.Tensor, batch: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        ce = F.cross_entropy(logits, batch["labels"], label_smoothing=self.label_smoothing)
-        return {"ce": ce}
+        return {"ce": label_cross_entropy(logits, batch, self.label_smoothing)}

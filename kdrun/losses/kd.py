@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
+from kdrun.losses.ce import label_cross_entropy
 from kdrun.losses.registry import register_loss
 
 
@@ -35,6 +36,6 @@ class HintonKD:
     def __call__(
         self, logits: torch.Tensor, batch: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        ce = F.cross_entropy(logits, batch["labels"], label_smoothing=self.label_smoothing)
+        ce = label_cross_entropy(logits, batch, self.label_smoothing)
         kd = kd_divergence(logits, batch["teacher_logits"], self.temperature)
         return {"ce": (1 - self.alpha) * ce, "kd": self.alpha * kd}
