@@ -13,19 +13,27 @@ import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from kdrun.cache import ArtifactCache, atomic_torch_save, atomic_write_text, digest
+from kdrun.cache import (
+    ArtifactCache,
+    atomic_torch_save,
+    atomic_write_text,
+    digest,
+    tensor_digest,
+)
 from kdrun.config import ConfigError, check_ranges
 from kdrun.data import ImageDataset, SourceInfo, get_source
 from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import Episode, episode_seed, sample_episode
 from kdrun.device import Runtime, resolve_runtime
 from kdrun.metrics import aggregate_reports, classification_report, mean_ci
-from kdrun.soft_labels import get_soft_labels
+from kdrun.soft_labels import SoftLabels, get_soft_labels
 from kdrun.student import train_student
 from kdrun.teacher import TeacherResult, load_checkpoint, prepare_teacher
 from kdrun.train import predict
 
 log = logging.getLogger(__name__)
+
+CE = OmegaConf.create({"name": "ce"})
 
 
 def preflight(cfg: DictConfig) -> tuple[SourceInfo, Runtime]:
@@ -128,21 +136,16 @@ def _run_episode(
 
     history = list(teacher.history) if teacher.source == "trained" else []
     reports = {"teacher": teacher_report}
-    for stage, loss_cfg in (("student", cfg.loss), ("baseline", OmegaConf.create({"name": "ce"}))):
-        trained = train_student(
-            cfg.student, loss_cfg, cfg.data.augment, dataset, episode, soft, normalize,
-            runtime, seed, stage,
-        )  # fmt: skip
-        report = _test_report(
-            trained.model, dataset, episode, normalize, runtime, cfg.eval_batch_size
-        )
-        _add(timing, stage, trained.seconds)
-        history += [{**row, "episode": e} for row in trained.history]
-        reports[stage] = report
+    for stage, loss_cfg in (("student", cfg.loss), ("baseline", CE)):
+        entry = _train_and_test(cfg, stage, loss_cfg, dataset, episode, soft, normalize,
+                                runtime, cache)  # fmt: skip
+        _add(timing, stage, entry["seconds"])
+        history += [{**row, "episode": e} for row in entry["history"]]
+        reports[stage] = entry["report"]
         if e == 0:
-            atomic_torch_save(_state(trained.model), out_dir / f"{stage}.pt")
-        log.info("episode %d %s: test accuracy %.4f (%.1fs)", e, stage, report["test_acc"],
-                 trained.seconds)  # fmt: skip
+            atomic_torch_save(entry["state_dict"], out_dir / f"{stage}.pt")
+        log.info("episode %d %s: test accuracy %.4f (%.1fs)", e, stage,
+                 entry["report"]["test_acc"], entry["seconds"])  # fmt: skip
     record = {
         "episode": e,
         "seed": seed,
@@ -154,6 +157,47 @@ def _run_episode(
         "soft_labels": {"hit": soft.hit, "bytes": soft.nbytes, "views": cfg.soft_labels.views},
     }
     return record, history, teacher.source
+
+
+def _baseline_key(cfg: DictConfig, dataset: ImageDataset, episode: Episode) -> str:
+    """The baseline ignores the teacher, the loss, the pool and the views: sweeps over those share
+    one baseline per episode."""
+    student = OmegaConf.to_container(cfg.student)
+    return digest(
+        {"kind": "baseline", "v": 1, "student": student, "data": dataset.identity,
+         "classes": episode.classes, "shots": tensor_digest(episode.shot_indices),
+         "seed": episode.seed, "augment": OmegaConf.to_container(cfg.data.augment)}
+    )  # fmt: skip
+
+
+def _train_and_test(
+    cfg: DictConfig,
+    stage: str,
+    loss_cfg: DictConfig,
+    dataset: ImageDataset,
+    episode: Episode,
+    soft: SoftLabels,
+    normalize: Normalize,
+    runtime: Runtime,
+    cache: ArtifactCache,
+) -> dict:
+    """Train a student (or reuse a cached baseline) and score it on the test split."""
+    key = _baseline_key(cfg, dataset, episode) if stage == "baseline" else None
+    if key is not None:
+        entry = cache.load("baselines", key)
+        cache.record("baseline", entry is not None)
+        if entry is not None:
+            return {**entry, "seconds": 0.0}
+    trained = train_student(
+        cfg.student, loss_cfg, cfg.data.augment, dataset, episode, soft, normalize, runtime,
+        episode.seed, stage,
+    )  # fmt: skip
+    report = _test_report(trained.model, dataset, episode, normalize, runtime, cfg.eval_batch_size)
+    entry = {"report": report, "state_dict": _state(trained.model), "history": trained.history,
+             "seconds": trained.seconds}  # fmt: skip
+    if key is not None:
+        cache.save("baselines", key, entry)
+    return entry
 
 
 def _add(timing: dict[str, float], key: str, seconds: float) -> None:

@@ -60,8 +60,15 @@ def main() -> None:
                     baseline = m["baseline"]
                     rows.append((shots, "baseline (CE)", baseline, None, m["timing"]["baseline"]))
                 rows.append((shots, name, m["student"], m, wall))
-                print(json.dumps({"shots": shots, "recipe": name, "student": m["student"]["test_acc"],
-                                  "gain": m["kd_gain"], "ci": m["kd_gain_ci95"], "wall": wall}))  # fmt: skip
+                summary = {
+                    "shots": shots,
+                    "recipe": name,
+                    "student": m["student"]["test_acc"],
+                    "gain": m["kd_gain"],
+                    "ci": m["kd_gain_ci95"],
+                    "wall": wall,
+                }
+                print(json.dumps(summary), flush=True)
 
     lines = [
         "| K | recipe | student acc (mean ± 95% CI) | paired gain vs CE | wall time |",

@@ -59,9 +59,13 @@ def test_second_run_trains_no_teacher_and_computes_no_soft_labels(
 
 
 def test_temperature_sweeps_reuse_the_soft_labels(compose_cfg, tmp_path):
-    run(compose_cfg(*SMOKE_FAST, "loss.temperature=2"), tmp_path / "a")
+    first = run(compose_cfg(*SMOKE_FAST, "loss.temperature=2"), tmp_path / "a")
     again = run(compose_cfg(*SMOKE_FAST, "loss.temperature=8", "loss.alpha=0.5"), tmp_path / "b")
     assert again["cache"]["soft_labels"] == {"hit": 1, "miss": 0}
+    # The CE baseline ignores the loss settings: one baseline serves the whole sweep.
+    assert again["cache"]["baseline"] == {"hit": 1, "miss": 0}
+    assert again["baseline"] == first["baseline"]
+    assert again["student"] != first["student"]
 
 
 def test_new_shots_reuse_the_teacher_but_not_the_soft_labels(compose_cfg, tmp_path):
