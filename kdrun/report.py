@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.table import Table
 
@@ -64,4 +66,6 @@ def summary_table(metrics: dict) -> Table:
 
 
 def print_summary(metrics: dict, console: Console | None = None) -> None:
-    (console or Console()).print(summary_table(metrics))
+    """Off a terminal (CI, sweeps, pipes) print at 120 columns so no cell wraps."""
+    console = console or Console(width=None if sys.stdout.isatty() else 120)
+    console.print(summary_table(metrics))
