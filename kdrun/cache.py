@@ -12,15 +12,18 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+LOCK_TIMEOUT_S = 6 * 3600  # longer than any teacher should take; then fail loudly
 
 
 def digest(parts: Mapping[str, Any]) -> str:
@@ -106,6 +109,41 @@ class ArtifactCache:
         path = self.path(kind, key)
         atomic_torch_save({**entry, "_key": key, "_format": FORMAT_VERSION}, path)
         return path
+
+    @contextmanager
+    def lock(self, kind: str, key: str) -> Iterator[None]:
+        """Serialise builders of one entry across processes (sweep jobs, cluster nodes).
+
+        An OS-level lock (flock) dies with its process, so a killed job never blocks the rest.
+        """
+        path = self.path(kind, key).with_suffix(".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path), timeout=LOCK_TIMEOUT_S)
+        try:
+            lock.acquire(timeout=1)
+        except Timeout:
+            log.info("cache: waiting for another job building %s %s", kind, key[:12])
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def get_or_build(
+        self, kind: str, key: str, build: Callable[[], dict[str, Any]]
+    ) -> tuple[dict[str, Any], bool]:
+        """The stored entry, or `build()`'s result stored under `key`; only one process builds."""
+        entry = self.load(kind, key)
+        hit = entry is not None
+        if not hit:
+            with self.lock(kind, key):
+                entry = self.load(kind, key)  # another job may have built it while we waited
+                hit = entry is not None
+                if not hit:
+                    entry = build()
+                    self.save(kind, key, entry)
+        self.record(kind, hit)
+        return entry, hit
 
     def record(self, kind: str, hit: bool) -> None:
         """Note whether a stage reused its artifact, for the log and metrics.json."""

@@ -2,32 +2,64 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from kdrun.config import ConfigError, register_configs
+from kdrun.config import ConfigError, config_digest, register_configs
 
 log = logging.getLogger("kdrun")
 
 register_configs()
 
 
+def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
+    """A complete metrics.json written for this exact config, e.g. a re-run sweep's done job."""
+    path = out_dir / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return metrics if metrics.get("config_digest") == config_digest(cfg) else None
+
+
+def _share_cores_with_parallel_jobs(cfg: DictConfig) -> None:
+    """Under a local parallel launcher, split the cores between jobs: oversubscribed CPU
+    threads slow every job down many times over."""
+    if cfg.device.threads > 0:
+        return
+    launcher = HydraConfig.get().launcher
+    n_jobs = launcher.get("n_jobs") if "joblib" in str(launcher.get("_target_", "")) else None
+    if n_jobs:
+        cores = os.cpu_count() or 1
+        threads = max(1, cores // (cores if n_jobs < 0 else min(n_jobs, cores)))
+        torch.set_num_threads(threads)
+        log.info("%s parallel jobs on %d cores: %d thread(s) per job", n_jobs, cores, threads)
+
+
 @hydra.main(version_base="1.3", config_path="pkg://kdrun.conf", config_name="config")
-def _main(cfg: DictConfig) -> float:
+def _main(cfg: DictConfig) -> float | None:
     from kdrun.pipeline import run
     from kdrun.report import print_summary
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        metrics = run(cfg, out_dir)
-    except ConfigError as exc:
-        log.error("%s", exc)
-        sys.exit(2)
+    metrics = finished_metrics(out_dir, cfg)
+    if metrics is not None:
+        log.info("%s already holds a finished run of this config: reusing it", out_dir)
+    else:
+        _share_cores_with_parallel_jobs(cfg)
+        try:
+            metrics = run(cfg, out_dir)
+        except ConfigError as exc:
+            log.error("%s", exc)
+            sys.exit(2)
     print_summary(metrics)
     return metrics["student"]["test_acc"]  # the objective for Hydra sweepers
 

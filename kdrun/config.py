@@ -113,6 +113,15 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="kdrun_schema", node=Config)
 
 
+def config_digest(cfg: DictConfig) -> str:
+    """Identity of a resolved experiment config: a finished run with the same one is reusable."""
+    from omegaconf import OmegaConf
+
+    from kdrun.cache import digest
+
+    return digest(OmegaConf.to_container(cfg, resolve=True))
+
+
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)

@@ -20,7 +20,7 @@ from kdrun.cache import (
     digest,
     tensor_digest,
 )
-from kdrun.config import ConfigError, check_ranges
+from kdrun.config import ConfigError, check_ranges, config_digest
 from kdrun.data import ImageDataset, SourceInfo, get_source
 from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import Episode, episode_seed, sample_episode
@@ -71,13 +71,14 @@ def _evaluate_teacher(
             "classes": episode.classes,
         }
     )
-    entry = cache.load("teacher_eval", key)
-    cache.record("teacher_eval", entry is not None)
-    if entry is not None:
-        return dict(entry["report"])
-    report = _test_report(teacher.model, dataset, episode, normalize, runtime, batch_size)
-    cache.save("teacher_eval", key, {"report": report})
-    return report
+    entry, _ = cache.get_or_build(
+        "teacher_eval",
+        key,
+        lambda: {
+            "report": _test_report(teacher.model, dataset, episode, normalize, runtime, batch_size)
+        },
+    )
+    return dict(entry["report"])
 
 
 def _test_report(model, dataset, episode, normalize, runtime, batch_size) -> dict:
@@ -114,9 +115,14 @@ def _run_episode(
     """One draw of classes and shots: teacher (usually cached), soft labels, student, baseline."""
     seed = episode_seed(cfg.seed, e)
     episode = sample_episode(
-        dataset.train.labels, dataset.test.labels, len(dataset.classes), cfg.ways, cfg.shots,
-        seed, pool=cfg.pool,
-    )  # fmt: skip
+        dataset.train.labels,
+        dataset.test.labels,
+        len(dataset.classes),
+        cfg.ways,
+        cfg.shots,
+        seed,
+        pool=cfg.pool,
+    )
     start = time.perf_counter()
     teacher = prepare_teacher(
         cfg.teacher, cfg.data.augment, dataset, episode, normalize, runtime, cache
@@ -128,24 +134,37 @@ def _run_episode(
     log.info("teacher: test accuracy %.4f (%s)", teacher_report["test_acc"], teacher.source)
 
     soft = get_soft_labels(
-        teacher, dataset, episode, cfg.soft_labels, cfg.data.augment, normalize, runtime, cache,
+        teacher,
+        dataset,
+        episode,
+        cfg.soft_labels,
+        cfg.data.augment,
+        normalize,
+        runtime,
+        cache,
         cfg.eval_batch_size,
-    )  # fmt: skip
+    )
     _add(timing, "soft_labels", soft.seconds)
     teacher.model.cpu()  # the student stage never touches the teacher
 
     history = list(teacher.history) if teacher.source == "trained" else []
     reports = {"teacher": teacher_report}
     for stage, loss_cfg in (("student", cfg.loss), ("baseline", CE)):
-        entry = _train_and_test(cfg, stage, loss_cfg, dataset, episode, soft, normalize,
-                                runtime, cache)  # fmt: skip
+        entry = _train_and_test(
+            cfg, stage, loss_cfg, dataset, episode, soft, normalize, runtime, cache
+        )
         _add(timing, stage, entry["seconds"])
         history += [{**row, "episode": e} for row in entry["history"]]
         reports[stage] = entry["report"]
         if e == 0:
             atomic_torch_save(entry["state_dict"], out_dir / f"{stage}.pt")
-        log.info("episode %d %s: test accuracy %.4f (%.1fs)", e, stage,
-                 entry["report"]["test_acc"], entry["seconds"])  # fmt: skip
+        log.info(
+            "episode %d %s: test accuracy %.4f (%.1fs)",
+            e,
+            stage,
+            entry["report"]["test_acc"],
+            entry["seconds"],
+        )
     record = {
         "episode": e,
         "seed": seed,
@@ -164,10 +183,17 @@ def _baseline_key(cfg: DictConfig, dataset: ImageDataset, episode: Episode) -> s
     one baseline per episode."""
     student = OmegaConf.to_container(cfg.student)
     return digest(
-        {"kind": "baseline", "v": 1, "student": student, "data": dataset.identity,
-         "classes": episode.classes, "shots": tensor_digest(episode.shot_indices),
-         "seed": episode.seed, "augment": OmegaConf.to_container(cfg.data.augment)}
-    )  # fmt: skip
+        {
+            "kind": "baseline",
+            "v": 1,
+            "student": student,
+            "data": dataset.identity,
+            "classes": episode.classes,
+            "shots": tensor_digest(episode.shot_indices),
+            "seed": episode.seed,
+            "augment": OmegaConf.to_container(cfg.data.augment),
+        }
+    )
 
 
 def _train_and_test(
@@ -182,22 +208,36 @@ def _train_and_test(
     cache: ArtifactCache,
 ) -> dict:
     """Train a student (or reuse a cached baseline) and score it on the test split."""
-    key = _baseline_key(cfg, dataset, episode) if stage == "baseline" else None
-    if key is not None:
-        entry = cache.load("baselines", key)
-        cache.record("baseline", entry is not None)
-        if entry is not None:
-            return {**entry, "seconds": 0.0}
-    trained = train_student(
-        cfg.student, loss_cfg, cfg.data.augment, dataset, episode, soft, normalize, runtime,
-        episode.seed, stage,
-    )  # fmt: skip
-    report = _test_report(trained.model, dataset, episode, normalize, runtime, cfg.eval_batch_size)
-    entry = {"report": report, "state_dict": _state(trained.model), "history": trained.history,
-             "seconds": trained.seconds}  # fmt: skip
-    if key is not None:
-        cache.save("baselines", key, entry)
-    return entry
+
+    def train_and_test() -> dict:
+        trained = train_student(
+            cfg.student,
+            loss_cfg,
+            cfg.data.augment,
+            dataset,
+            episode,
+            soft,
+            normalize,
+            runtime,
+            episode.seed,
+            stage,
+        )
+        report = _test_report(
+            trained.model, dataset, episode, normalize, runtime, cfg.eval_batch_size
+        )
+        return {
+            "report": report,
+            "state_dict": _state(trained.model),
+            "history": trained.history,
+            "seconds": trained.seconds,
+        }
+
+    if stage != "baseline":
+        return train_and_test()
+    entry, hit = cache.get_or_build(
+        "baseline", _baseline_key(cfg, dataset, episode), train_and_test
+    )
+    return {**entry, "seconds": 0.0} if hit else entry
 
 
 def _add(timing: dict[str, float], key: str, seconds: float) -> None:
@@ -218,8 +258,13 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     timing["data"] = time.perf_counter() - start
     log.info(
         "data: %s, %d classes; %d-way %d-shot, pool %d per class, %d episode(s)",
-        cfg.data.source, len(dataset.classes), cfg.ways, cfg.shots, cfg.pool, cfg.episodes,
-    )  # fmt: skip
+        cfg.data.source,
+        len(dataset.classes),
+        cfg.ways,
+        cfg.shots,
+        cfg.pool,
+        cfg.episodes,
+    )
 
     records, history, sources = [], [], []
     for e in range(cfg.episodes):
@@ -233,25 +278,41 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     gain = mean_ci([r["kd_gain"] for r in records])
     timing["total"] = time.perf_counter() - t0
     metrics = {
-        "teacher": {**aggregate_reports([r["teacher"] for r in records]),
-                    "source": sources[0], "arch": cfg.teacher.arch,
-                    "epochs": None if sources[0] == "checkpoint" else cfg.teacher.epochs},
-        "student": {**aggregate_reports([r["student"] for r in records]),
-                    "arch": cfg.student.arch, "loss": cfg.loss.name},
-        "baseline": {**aggregate_reports([r["baseline"] for r in records]),
-                     "arch": cfg.student.arch, "loss": "ce"},
+        "teacher": {
+            **aggregate_reports([r["teacher"] for r in records]),
+            "source": sources[0],
+            "arch": cfg.teacher.arch,
+            "epochs": None if sources[0] == "checkpoint" else cfg.teacher.epochs,
+        },
+        "student": {
+            **aggregate_reports([r["student"] for r in records]),
+            "arch": cfg.student.arch,
+            "loss": cfg.loss.name,
+        },
+        "baseline": {
+            **aggregate_reports([r["baseline"] for r in records]),
+            "arch": cfg.student.arch,
+            "loss": "ce",
+        },
         "kd_gain": gain["mean"],
         "kd_gain_std": gain["std"],
         "kd_gain_ci95": gain["ci95"],
-        "setting": {"ways": cfg.ways, "shots": cfg.shots, "seed": cfg.seed,
-                    "episodes": cfg.episodes, "pool": cfg.pool,
-                    "views": cfg.soft_labels.views, "mix": cfg.soft_labels.mix},
+        "setting": {
+            "ways": cfg.ways,
+            "shots": cfg.shots,
+            "seed": cfg.seed,
+            "episodes": cfg.episodes,
+            "pool": cfg.pool,
+            "views": cfg.soft_labels.views,
+            "mix": cfg.soft_labels.mix,
+        },
         "episodes": records,
         "timing": {k: round(v, 3) for k, v in timing.items()},
         "cache": cache.summary(),
         "device": runtime.describe(),
         "out_dir": str(out_dir),
-    }  # fmt: skip
+        "config_digest": config_digest(cfg),
+    }
     atomic_write_text(_history_csv(history), out_dir / "history.csv")
     atomic_write_text(json.dumps(metrics, indent=2) + "\n", out_dir / "metrics.json")
     return metrics

@@ -62,7 +62,7 @@ def summary_table(metrics: dict) -> Table:
         f"cache: {cache['hits']} hit(s), {cache['misses']} miss(es)",
     )
     table.caption = f"run dir: {metrics['out_dir']}"
-    return table  # fmt: skip
+    return table
 
 
 def print_summary(metrics: dict, console: Console | None = None) -> None:

@@ -111,40 +111,53 @@ def get_soft_labels(
     views = cfg.views
     view = {"views": views}
     if views:
-        view |= {"mix": cfg.mix, "mix_alpha": cfg.mix_alpha, "seed": episode.seed,
-                 "padding": augment.crop_padding, "flip": augment.flip}  # fmt: skip
+        view |= {
+            "mix": cfg.mix,
+            "mix_alpha": cfg.mix_alpha,
+            "seed": episode.seed,
+            "padding": augment.crop_padding,
+            "flip": augment.flip,
+        }
     key = soft_label_key(teacher.identity, dataset, episode, view)
-    entry = cache.load("soft_labels", key)
-    cache.record("soft_labels", entry is not None)
-    if entry is not None:
-        params = ViewParams.from_dict(entry["params"]) if views else None
-        result = SoftLabels(indices, labels, entry["logits"], params, True, 0.0)
-        log.info("soft labels: cache hit (%d images, %d bytes, nothing recomputed)",
-                 len(indices), result.nbytes)  # fmt: skip
-        return result
-
     start = time.perf_counter()
-    images = dataset.train.images[indices].to(runtime.device)
-    if views:
+
+    def label() -> dict:
+        images = dataset.train.images[indices].to(runtime.device)
+        if not views:
+            logits = predict(teacher.model, images, normalize, runtime, batch_size)
+            return {"logits": logits.half(), "indices": indices}
         size = dataset.train.images.shape[-1]
         params = sample_view_params(
-            len(indices), views, augment.crop_padding, augment.flip, cfg.mix, cfg.mix_alpha,
-            size, episode.seed,
-        )  # fmt: skip
+            len(indices),
+            views,
+            augment.crop_padding,
+            augment.flip,
+            cfg.mix,
+            cfg.mix_alpha,
+            size,
+            episode.seed,
+        )
         logits = _label_views(
             teacher, images, params, normalize, runtime, augment.crop_padding, batch_size
         )
+        return {"logits": logits.half(), "indices": indices, "params": params.to_dict()}
+
+    entry, hit = cache.get_or_build("soft_labels", key, label)
+    params = ViewParams.from_dict(entry["params"]) if views else None
+    seconds = 0.0 if hit else time.perf_counter() - start
+    result = SoftLabels(indices, labels, entry["logits"], params, hit, seconds)
+    if hit:
+        log.info(
+            "soft labels: cache hit (%d images, %d bytes, nothing recomputed)",
+            len(indices),
+            result.nbytes,
+        )
     else:
-        params = None
-        logits = predict(teacher.model, images, normalize, runtime, batch_size)
-    logits = logits.half()
-    stored = {"logits": logits, "indices": indices}
-    if params is not None:
-        stored["params"] = params.to_dict()
-    cache.save("soft_labels", key, stored)
-    result = SoftLabels(indices, labels, logits, params, False, time.perf_counter() - start)
-    log.info(
-        "soft labels: teacher labelled %d images x %d view(s) in %.2fs (%d bytes cached)",
-        len(indices), max(1, views), result.seconds, result.nbytes,
-    )  # fmt: skip
+        log.info(
+            "soft labels: teacher labelled %d images x %d view(s) in %.2fs (%d bytes cached)",
+            len(indices),
+            max(1, views),
+            seconds,
+            result.nbytes,
+        )
     return result

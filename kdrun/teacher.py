@@ -102,25 +102,39 @@ def prepare_teacher(
         identity = digest({"checkpoint": file_digest(Path(cfg.checkpoint)), "arch": cfg.arch})
         log.info("teacher: loaded %s from %s", cfg.arch, cfg.checkpoint)
         return TeacherResult(model, identity, "checkpoint")
-    aug = OmegaConf.to_container(augment)
-    key = teacher_key(cfg, dataset, episode, aug)
-    entry = cache.load("teachers", key)
-    cache.record("teacher", entry is not None)
+    key = teacher_key(cfg, dataset, episode, OmegaConf.to_container(augment))
+    start = time.perf_counter()
+    entry, hit = cache.get_or_build(
+        "teacher", key, lambda: _train(cfg, augment, dataset, episode, normalize, runtime)
+    )
     model = build_model(cfg.arch, ways)
-    if entry is not None:
-        model.load_state_dict(entry["state_dict"])
-        log.info("teacher: cache hit, reusing %s (no training)", cache.path("teachers", key))
-        return TeacherResult(model.to(runtime.device), key, "cache", history=entry["history"])
+    model.load_state_dict(entry["state_dict"])
+    model = model.to(runtime.device)
+    if hit:
+        log.info("teacher: cache hit, reusing %s (no training)", cache.path("teacher", key))
+        return TeacherResult(model, key, "cache", history=entry["history"])
+    seconds = time.perf_counter() - start
+    log.info("teacher: trained in %.1fs, saved to %s", seconds, cache.path("teacher", key))
+    return TeacherResult(model, key, "trained", seconds, entry["history"])
 
+
+def _train(
+    cfg: DictConfig,
+    augment: DictConfig,
+    dataset: ImageDataset,
+    episode: Episode,
+    normalize: Normalize,
+    runtime: Runtime,
+) -> dict:
+    """Train on every training image of the episode's classes; returns the cache entry."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, ways).to(runtime.device)
+    model = build_model(cfg.arch, episode.ways).to(runtime.device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     images = dataset.train.images[episode.teacher_indices].to(runtime.device)
     labels = episode.teacher_labels.to(runtime.device)
     steps = cfg.epochs * steps_per_epoch(len(images), min(cfg.batch_size, len(images)))
     log.info("teacher: training %s on %d images for %d epochs", cfg.arch, len(images), cfg.epochs)
-    start = time.perf_counter()
     train_set = AugmentedSet(
         images, {"labels": labels}, normalize, augment.crop_padding, augment.flip
     )
@@ -133,8 +147,5 @@ def prepare_teacher(
         seed=cfg.seed,
         stage="teacher",
     )
-    seconds = time.perf_counter() - start
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    path = cache.save("teachers", key, {"state_dict": state, "arch": cfg.arch, "history": history})
-    log.info("teacher: trained in %.1fs, saved to %s", seconds, path)
-    return TeacherResult(model, key, "trained", seconds, history)
+    return {"state_dict": state, "arch": cfg.arch, "history": history}

@@ -48,9 +48,14 @@ def main() -> None:
         for shots in args.shots:
             baseline = None
             for name, extra in recipes(args.pool, args.views, args.mix).items():
-                overrides = [f"data.root={args.data_root}", "data.download=false",
-                             f"shots={shots}", f"episodes={args.episodes}", *extra,
-                             *args.overrides]  # fmt: skip
+                overrides = [
+                    f"data.root={args.data_root}",
+                    "data.download=false",
+                    f"shots={shots}",
+                    f"episodes={args.episodes}",
+                    *extra,
+                    *args.overrides,
+                ]
                 cfg = compose("config", overrides=overrides)
                 run_dir = out / f"k{shots}" / name.replace(" ", "_").replace(",", "")
                 start = time.perf_counter()

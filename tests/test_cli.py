@@ -32,7 +32,7 @@ def test_smoke_experiment_runs_fast_and_its_teacher_beats_chance(tmp_path):
     assert metrics["teacher"]["test_acc"] >= 0.5  # chance is 0.1 on 10 synthetic classes
     for name in (".hydra/config.yaml", "kdrun.log", "history.csv", "student.pt"):
         assert (run_dir / name).exists(), name
-    assert (tmp_path / "outputs" / "cache" / "teachers").is_dir()  # relative to the launch dir
+    assert (tmp_path / "outputs" / "cache" / "teacher").is_dir()  # relative to the launch dir
     assert "kd gain" in proc.stdout
     assert elapsed < 60, f"smoke run took {elapsed:.1f}s"  # generous: the target is < 30 s
 
@@ -73,7 +73,20 @@ def test_help_lists_the_groups(tmp_path):
 def test_python_dash_m_works(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "kdrun", "--cfg", "job", "experiment=smoke"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "source: synthetic" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "launcher,target",
+    [("joblib", "JoblibLauncher"), ("submitit_slurm", "SlurmLauncher")],
+)
+def test_launcher_configs_compose(tmp_path, launcher, target):
+    proc = kdrun(f"hydra/launcher={launcher}", "experiment=smoke", "--cfg", "hydra", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert target in proc.stdout and "kdrun.sweep.SweepSummary" in proc.stdout

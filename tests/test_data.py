@@ -144,9 +144,15 @@ def test_cifar10_reads_a_class_folder_copy(tmp_path):
 
 def test_synthetic_source_is_deterministic():
     cfg = OmegaConf.create(
-        {"source": "synthetic", "num_classes": 4, "train_per_class": 5, "test_per_class": 3,
-         "image_size": 32, "synthetic_seed": 1}
-    )  # fmt: skip
+        {
+            "source": "synthetic",
+            "num_classes": 4,
+            "train_per_class": 5,
+            "test_per_class": 3,
+            "image_size": 32,
+            "synthetic_seed": 1,
+        }
+    )
     a = get_source("synthetic").load(cfg, None)
     b = get_source("synthetic").load(cfg, None)
     assert torch.equal(a.train.images, b.train.images) and a.identity == b.identity

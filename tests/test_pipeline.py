@@ -111,7 +111,7 @@ def test_same_seed_gives_identical_metrics(compose_cfg, tmp_path):
 
 def test_a_saved_teacher_checkpoint_can_be_loaded(compose_cfg, tmp_path):
     first = run(compose_cfg(*SMOKE_FAST), tmp_path / "a")
-    ckpt = next((tmp_path / "cache" / "teachers").glob("*.pt"))
+    ckpt = next((tmp_path / "cache" / "teacher").glob("*.pt"))
     again = run(
         compose_cfg(*SMOKE_FAST, f"teacher.checkpoint={ckpt}", cache=tmp_path / "c2"),
         tmp_path / "b",

@@ -17,8 +17,17 @@ from kdrun.data.registry import ImageDataset, ImageSplit, SourceInfo, register_s
 log = logging.getLogger(__name__)
 
 CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-]  # fmt: skip
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 TRAIN_PER_CLASS = 5000
 BATCHES_DIR = "cifar-10-batches-py"
 

@@ -119,22 +119,22 @@ def decode_split(classes: dict[str, list[Path]], size: int) -> tuple[ImageSplit,
 def load_tree(root: Path, image_size: int, cache: ArtifactCache, source: str) -> ImageDataset:
     tree = scan_tree(root)
     key = digest({"source": source, "files": _fingerprint(root, tree), "size": image_size, "v": 1})
-    entry = cache.load("images", key)
-    cache.record("images", entry is not None)
-    if entry is None:
+
+    def decode() -> dict:
         log.info("decoding %s (first use; the decoded tensors are cached)", root)
         train, skip_train = decode_split(tree["train"], image_size)
         test, skip_test = decode_split(tree["test"], image_size)
         if skip_train or skip_test:
             log.warning("skipped %d unreadable train and %d test files", skip_train, skip_test)
-        entry = {
+        return {
             "train_images": train.images,
             "train_labels": train.labels,
             "test_images": test.images,
             "test_labels": test.labels,
             "classes": list(tree["train"]),
         }
-        cache.save("images", key, entry)
+
+    entry, _ = cache.get_or_build("images", key, decode)
     return ImageDataset(
         train=ImageSplit(entry["train_images"], entry["train_labels"]),
         test=ImageSplit(entry["test_images"], entry["test_labels"]),

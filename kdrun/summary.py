@@ -1,0 +1,188 @@
+"""Sweep summaries: one row per run (overrides, accuracies with CIs, gain, time) as CSV,
+Markdown, a rich table and a plot. Used by the multirun callback and by `kdrun-report`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+from rich.table import Table
+
+from kdrun.cache import atomic_write_text
+
+IGNORED_OVERRIDES = ("hydra.", "data.root=", "data.download=")
+
+
+@dataclass
+class RunRow:
+    run_dir: str
+    overrides: str
+    teacher_acc: float
+    baseline_acc: float
+    baseline_ci95: float
+    student_acc: float
+    student_ci95: float
+    kd_gain: float
+    kd_gain_ci95: float
+    episodes: int
+    seconds: float
+
+
+def _overrides(run_dir: Path) -> list[str]:
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return []
+    items = yaml.safe_load(path.read_text()) or []
+    return [o for o in items if not o.startswith(IGNORED_OVERRIDES)]
+
+
+def read_run(run_dir: Path) -> RunRow | None:
+    """A finished run's row; None when metrics.json is absent (unfinished or killed run)."""
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        return None
+    m = json.loads(path.read_text())
+    return RunRow(
+        run_dir=str(run_dir),
+        overrides=" ".join(_overrides(run_dir)),
+        teacher_acc=m["teacher"]["test_acc"],
+        baseline_acc=m["baseline"]["test_acc"],
+        baseline_ci95=m["baseline"].get("test_acc_ci95", 0.0),
+        student_acc=m["student"]["test_acc"],
+        student_ci95=m["student"].get("test_acc_ci95", 0.0),
+        kd_gain=m["kd_gain"],
+        kd_gain_ci95=m.get("kd_gain_ci95", 0.0),
+        episodes=m.get("setting", {}).get("episodes", 1),
+        seconds=m["timing"]["total"],
+    )
+
+
+def collect(paths: Iterable[Path]) -> list[RunRow]:
+    """Every finished run under the given run or sweep directories, best student first."""
+    rows = []
+    for root in paths:
+        for metrics in sorted(Path(root).rglob("metrics.json")):
+            row = read_run(metrics.parent)
+            if row is not None:
+                rows.append(row)
+    return sorted(rows, key=lambda r: -r.student_acc)
+
+
+def to_csv(rows: list[RunRow]) -> str:
+    buf = io.StringIO()
+    fields = list(RunRow.__dataclass_fields__)
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(asdict(r) for r in rows)
+    return buf.getvalue()
+
+
+def _pm(value: float, ci: float, episodes: int) -> str:
+    return f"{100 * value:.1f}" + (f" ± {100 * ci:.1f}" if episodes > 1 else "")
+
+
+def _cells(r: RunRow) -> list[str]:
+    return [
+        r.overrides or "(defaults)",
+        f"{100 * r.teacher_acc:.1f}",
+        _pm(r.baseline_acc, r.baseline_ci95, r.episodes),
+        _pm(r.student_acc, r.student_ci95, r.episodes),
+        (f"{100 * r.kd_gain:+.1f}" + (f" ± {100 * r.kd_gain_ci95:.1f}" if r.episodes > 1 else "")),
+        f"{r.seconds:.0f}",
+    ]
+
+
+HEADER = ["overrides", "teacher %", "baseline %", "student %", "gain (pts)", "time (s)"]
+
+
+def to_markdown(rows: list[RunRow]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_rich(rows: list[RunRow], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for i, col in enumerate(HEADER):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for r in rows:
+        table.add_row(*_cells(r))
+    return table
+
+
+def _parse(overrides: str) -> dict[str, str]:
+    return dict(o.split("=", 1) for o in overrides.split() if "=" in o)
+
+
+def _number(value: str) -> float | None:
+    try:
+        x = float(value)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def plot(rows: list[RunRow], path: Path) -> bool:
+    """Student (solid) and baseline (dashed) accuracy against the first numeric swept key, one
+    line per combination of the other swept keys, with 95% CI bands; False if nothing varies."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parsed = [_parse(r.overrides) for r in rows]
+    keys = sorted({k for p in parsed for k in p})
+    varying = [k for k in keys if len({p.get(k) for p in parsed}) > 1]
+    numeric = [k for k in varying if all(_number(p.get(k, "x")) is not None for p in parsed)]
+    if not varying:
+        return False
+    x_key = numeric[0] if numeric else varying[0]
+    others = [k for k in varying if k != x_key]
+    groups: dict[str, list[tuple]] = {}
+    for r, p in zip(rows, parsed, strict=True):
+        label = " ".join(f"{k}={p.get(k)}" for k in others) or "all runs"
+        x = _number(p[x_key]) if numeric else p.get(x_key, "?")
+        groups.setdefault(label, []).append((x, r))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (label, pts) in enumerate(sorted(groups.items())):
+        pts.sort(key=lambda t: t[0])
+        xs = [t[0] for t in pts]
+        color = f"C{i % 10}"
+        for attr, style, name in (("student", "-", "student"), ("baseline", "--", "baseline")):
+            ys = [100 * getattr(t[1], f"{attr}_acc") for t in pts]
+            ci = [100 * getattr(t[1], f"{attr}_ci95") for t in pts]
+            ax.plot(xs, ys, style, marker="o", color=color, label=f"{name} {label}")
+            ax.fill_between(
+                xs,
+                [y - c for y, c in zip(ys, ci, strict=True)],
+                [y + c for y, c in zip(ys, ci, strict=True)],
+                color=color,
+                alpha=0.15,
+            )
+    ax.set_xlabel(x_key)
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return True
+
+
+def write_summary(rows: list[RunRow], out_dir: Path) -> list[Path]:
+    """summary.csv, summary.md and (when something varies) summary.png in `out_dir`."""
+    written = [out_dir / "summary.csv", out_dir / "summary.md"]
+    atomic_write_text(to_csv(rows), written[0])
+    atomic_write_text(to_markdown(rows), written[1])
+    if rows and plot(rows, out_dir / "summary.png"):
+        written.append(out_dir / "summary.png")
+    return written

@@ -1,0 +1,84 @@
+"""Sweep summaries from run directories on disk, and the cache's one-builder lock."""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import torch
+
+from kdrun.cache import ArtifactCache, digest
+from kdrun.report_cli import main as report_main
+from kdrun.summary import collect, to_markdown, write_summary
+
+
+def fake_run(root: Path, overrides: list[str], student: float, baseline: float = 0.2) -> Path:
+    (root / ".hydra").mkdir(parents=True)
+    (root / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    metrics = {
+        "teacher": {"test_acc": 0.8},
+        "baseline": {"test_acc": baseline, "test_acc_ci95": 0.01},
+        "student": {"test_acc": student, "test_acc_ci95": 0.02},
+        "kd_gain": student - baseline,
+        "kd_gain_ci95": 0.015,
+        "setting": {"episodes": 5},
+        "timing": {"total": 12.0},
+    }
+    (root / "metrics.json").write_text(json.dumps(metrics))
+    return root
+
+
+def test_collect_sorts_by_student_and_skips_unfinished(tmp_path):
+    fake_run(tmp_path / "0", ["shots=1", "loss.alpha=0.5", "data.root=/x"], 0.3)
+    fake_run(tmp_path / "1", ["shots=5", "loss.alpha=0.5"], 0.5)
+    (tmp_path / "2" / ".hydra").mkdir(parents=True)  # a killed job: no metrics.json
+    rows = collect([tmp_path])
+    assert [r.overrides for r in rows] == ["shots=5 loss.alpha=0.5", "shots=1 loss.alpha=0.5"]
+    md = to_markdown(rows)
+    assert "50.0 ± 2.0" in md and "+30.0 ± 1.5" in md
+
+
+def test_write_summary_makes_csv_markdown_and_plot(tmp_path):
+    for i, (shots, alpha, acc) in enumerate(
+        [(1, 0.5, 0.3), (2, 0.5, 0.4), (1, 0.9, 0.35), (2, 0.9, 0.45)]
+    ):
+        fake_run(tmp_path / "sweep" / str(i), [f"shots={shots}", f"loss.alpha={alpha}"], acc)
+    paths = write_summary(collect([tmp_path / "sweep"]), tmp_path / "sweep")
+    assert [p.name for p in paths] == ["summary.csv", "summary.md", "summary.png"]
+    rows = list(csv.DictReader((tmp_path / "sweep" / "summary.csv").open()))
+    assert len(rows) == 4 and float(rows[0]["student_acc"]) == 0.45
+    assert (tmp_path / "sweep" / "summary.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_combines_several_sweeps(tmp_path, capsys):
+    fake_run(tmp_path / "a" / "0", ["shots=1"], 0.3)
+    fake_run(tmp_path / "b" / "0", ["shots=5"], 0.5)
+    out = tmp_path / "report"
+    assert report_main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0
+    assert len(list(csv.DictReader((out / "summary.csv").open()))) == 2
+    assert report_main([str(tmp_path / "nope")]) == 2
+
+
+def _build_once(root: str, log_path: str) -> None:
+    def build() -> dict:
+        with open(log_path, "a") as f:
+            f.write("built\n")
+        time.sleep(1.0)  # long enough for the other process to find the lock taken
+        return {"t": torch.ones(2)}
+
+    ArtifactCache(Path(root)).get_or_build("kind", digest({"k": 1}), build)
+
+
+def test_only_one_process_builds_a_shared_entry(tmp_path):
+    ctx = mp.get_context("spawn")
+    log = tmp_path / "builds.log"
+    procs = [ctx.Process(target=_build_once, args=(str(tmp_path), str(log))) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    assert log.read_text() == "built\n"
