@@ -15,8 +15,8 @@ KDRUN = str(Path(sys.executable).with_name("kdrun"))
 
 
 def kdrun(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("KDRUN_CACHE_DIR", None)
+    full_env = {k: v for k, v in os.environ.items() if k != "KDRUN_CACHE_DIR"}
+    full_env.update(env or {})
     return subprocess.run(
         [KDRUN, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300
     )
