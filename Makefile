@@ -5,7 +5,7 @@ BIN       := $(VENV)/bin
 DATA_ROOT ?= $(KDRUN_DATA_ROOT)
 ARGS      ?=
 
-.PHONY: install run smoke test test-slow lint format clean
+.PHONY: install run smoke test test-slow bench lint format clean
 
 $(BIN)/kdrun: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: install
 # Real-data and sweep tests: set KDRUN_TEST_CIFAR10 to an unpacked CIFAR-10 class-folder tree.
 test-slow: install
 	$(BIN)/pytest -q -m slow -rs
+
+# Speed and memory ratios against baselines measured in the same run (< 10 min on 2 cores).
+# The data and memory figures need a CIFAR-10 copy: make bench DATA_ROOT=/path/to/cifar10
+bench: install
+	KDRUN_DATA_ROOT=$(DATA_ROOT) $(BIN)/python -m benchmarks.run_all
 
 lint: install
 	$(BIN)/ruff check .

@@ -9,7 +9,6 @@ import logging
 import time
 from pathlib import Path
 
-import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
@@ -29,7 +28,7 @@ from kdrun.metrics import aggregate_reports, classification_report, mean_ci
 from kdrun.soft_labels import SoftLabels, get_soft_labels
 from kdrun.student import train_student
 from kdrun.teacher import TeacherResult, load_checkpoint, prepare_teacher
-from kdrun.train import predict
+from kdrun.train import cpu_state_dict, predict
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +95,6 @@ def _history_csv(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
-
-
-def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
 def _run_episode(
@@ -227,7 +222,7 @@ def _train_and_test(
         )
         return {
             "report": report,
-            "state_dict": _state(trained.model),
+            "state_dict": cpu_state_dict(trained.model),
             "history": trained.history,
             "seconds": trained.seconds,
         }

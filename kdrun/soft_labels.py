@@ -143,7 +143,7 @@ def get_soft_labels(
         return {"logits": logits.half(), "indices": indices, "params": params.to_dict()}
 
     entry, hit = cache.get_or_build("soft_labels", key, label)
-    params = ViewParams.from_dict(entry["params"]) if views else None
+    params = ViewParams.from_dict(entry["params"], cfg.mix) if views else None
     seconds = 0.0 if hit else time.perf_counter() - start
     result = SoftLabels(indices, labels, entry["logits"], params, hit, seconds)
     if hit:

@@ -20,7 +20,7 @@ from kdrun.data.views import AugmentedSet
 from kdrun.device import Runtime
 from kdrun.losses import build_loss
 from kdrun.models import build_model
-from kdrun.train import Schedule, fit, steps_per_epoch
+from kdrun.train import Schedule, cpu_state_dict, fit, steps_per_epoch
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,16 @@ class TeacherResult:
     history: list[dict] = field(default_factory=list)
 
 
-def load_checkpoint(path: str, arch: str, num_classes: int) -> nn.Module:
-    """Build `arch` and load weights from `path`; only tensors load, never pickled code."""
+def checkpoint_path(path: str) -> Path:
+    """Relative checkpoint paths resolve against the launch directory."""
     from hydra.utils import to_absolute_path
 
-    file = Path(to_absolute_path(path))
+    return Path(to_absolute_path(path))
+
+
+def load_checkpoint(path: str, arch: str, num_classes: int) -> nn.Module:
+    """Build `arch` and load weights from `path`; only tensors load, never pickled code."""
+    file = checkpoint_path(path)
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -99,7 +104,9 @@ def prepare_teacher(
     ways = episode.ways
     if cfg.checkpoint:
         model = load_checkpoint(cfg.checkpoint, cfg.arch, ways).to(runtime.device)
-        identity = digest({"checkpoint": file_digest(Path(cfg.checkpoint)), "arch": cfg.arch})
+        identity = digest(
+            {"checkpoint": file_digest(checkpoint_path(cfg.checkpoint)), "arch": cfg.arch}
+        )
         log.info("teacher: loaded %s from %s", cfg.arch, cfg.checkpoint)
         return TeacherResult(model, identity, "checkpoint")
     key = teacher_key(cfg, dataset, episode, OmegaConf.to_container(augment))
@@ -147,5 +154,4 @@ def _train(
         seed=cfg.seed,
         stage="teacher",
     )
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    return {"state_dict": state, "arch": cfg.arch, "history": history}
+    return {"state_dict": cpu_state_dict(model), "arch": cfg.arch, "history": history}

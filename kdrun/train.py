@@ -38,6 +38,11 @@ class Schedule:
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Weights as plain CPU tensors: what checkpoints and cache entries store."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
     """Full batches only (a ragged last batch of 1 breaks BatchNorm); one batch if n is small."""
     return max(1, n // batch_size)

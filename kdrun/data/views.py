@@ -55,16 +55,20 @@ class ViewParams:
     partner: torch.Tensor  # index of the image mixed in (itself when no mixing)
     lam: torch.Tensor  # weight of image i in the mix (1 when no mixing)
     box: torch.Tensor  # (N, V, 4) cutmix box y0, y1, x0, x1 of the partner's patch
+    mix: str = "none"  # decides the rendering path without a device-to-host sync
+
+    TENSORS = ("dy", "dx", "flip", "partner", "lam", "box")
 
     def to_dict(self) -> dict[str, torch.Tensor]:
-        return {k: getattr(self, k) for k in ("dy", "dx", "flip", "partner", "lam", "box")}
+        """The tensors to store; `mix` is part of the cache key, so it is not stored."""
+        return {k: getattr(self, k) for k in self.TENSORS}
 
     @classmethod
-    def from_dict(cls, d: dict[str, torch.Tensor]) -> ViewParams:
-        return cls(**{k: d[k] for k in ("dy", "dx", "flip", "partner", "lam", "box")})
+    def from_dict(cls, d: dict[str, torch.Tensor], mix: str) -> ViewParams:
+        return cls(**{k: d[k] for k in cls.TENSORS}, mix=mix)
 
     def to(self, device: torch.device) -> ViewParams:
-        return ViewParams(**{k: v.to(device) for k, v in self.to_dict().items()})
+        return ViewParams(**{k: v.to(device) for k, v in self.to_dict().items()}, mix=self.mix)
 
 
 def sample_view_params(
@@ -92,7 +96,7 @@ def sample_view_params(
             x0, x1 = (cx - cw // 2).clamp(0, size), (cx + (cw + 1) // 2).clamp(0, size)
             box = torch.stack([y0, y1, x0, x1], dim=-1)
             lam = 1 - ((y1 - y0) * (x1 - x0)).float() / (size * size)
-    return ViewParams(dy, dx, flips, partner, lam.float(), box)
+    return ViewParams(dy, dx, flips, partner, lam.float(), box, mix)
 
 
 def render_views(
@@ -106,12 +110,12 @@ def render_views(
     """The normalised float views (idx[k], view[k]); the same for the teacher and the student."""
     dy, dx, flip = params.dy[idx, view], params.dx[idx, view], params.flip[idx, view]
     x = normalize(crop_flip_with(images[idx], dy, dx, flip, padding))
-    partner = params.partner[idx, view]
-    if bool((partner == idx).all()):
+    if params.mix == "none":
         return x
+    partner = params.partner[idx, view]
     other = normalize(crop_flip_with(images[partner], dy, dx, flip, padding))
-    box = params.box[idx, view]
-    if bool((box[:, 1] > box[:, 0]).any()):  # cutmix: paste the partner's patch
+    if params.mix == "cutmix":  # paste the partner's patch
+        box = params.box[idx, view]
         h, w = x.shape[-2:]
         ys = torch.arange(h, device=x.device)[None, :, None]
         xs = torch.arange(w, device=x.device)[None, None, :]
