@@ -44,3 +44,20 @@ def test_ce_needs_no_teacher_and_registry_lists_both():
     assert not loss.needs_teacher
     out = loss(torch.randn(4, 3), {"labels": torch.tensor([0, 1, 2, 0])})
     assert set(out) == {"ce"} and out["ce"].item() > 0
+
+
+def test_ce_ignores_unlabelled_images_and_soft_targets_match_hard_ones():
+    from kdrun.losses.ce import label_cross_entropy
+
+    logits = torch.randn(6, 4)
+    labels = torch.tensor([0, 3, -1, 2, -1, 1])
+    known = labels >= 0
+    expected = torch.nn.functional.cross_entropy(logits[known], labels[known], label_smoothing=0.1)
+    got = label_cross_entropy(logits, {"labels": labels}, label_smoothing=0.1)
+    assert torch.allclose(got, expected, atol=1e-6)
+    dist = torch.zeros(6, 4)
+    dist[known] = torch.nn.functional.one_hot(labels[known], 4).float()
+    soft = label_cross_entropy(logits, {"labels": labels, "label_dist": dist}, 0.1)
+    assert torch.allclose(soft, expected, atol=1e-6)
+    none = label_cross_entropy(logits, {"labels": torch.full((6,), -1)})
+    assert none.item() == 0.0

@@ -40,12 +40,18 @@ def is_tree(root: Path) -> bool:
 
 
 def _class_files(split_dir: Path) -> dict[str, list[Path]]:
+    """os.scandir reads file types from the directory itself: no stat call per image."""
     files = {}
-    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-        images = sorted(
-            p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        )
-        files[class_dir.name] = images
+    with os.scandir(split_dir) as entries:
+        class_dirs = sorted(e.name for e in entries if e.is_dir())
+    for name in class_dirs:
+        with os.scandir(split_dir / name) as entries:
+            images = sorted(
+                e.path
+                for e in entries
+                if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
+            )
+        files[name] = [Path(p) for p in images]
     return files
 
 
@@ -81,11 +87,12 @@ def describe_tree(root: Path) -> SourceInfo:
 
 def _fingerprint(root: Path, tree: dict[str, dict[str, list[Path]]]) -> list[tuple]:
     rows = []
+    prefix = len(str(root)) + 1
     for classes in tree.values():
         for files in classes.values():
             for p in files:
-                st = p.stat()
-                rows.append((str(p.relative_to(root)), st.st_size, st.st_mtime_ns))
+                st = os.stat(p)
+                rows.append((str(p)[prefix:], st.st_size, st.st_mtime_ns))
     return rows
 
 

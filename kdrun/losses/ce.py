@@ -17,14 +17,18 @@ def label_cross_entropy(
     Unlabelled images (label -1, e.g. a transfer pool) add nothing; mixed views carry mixed label
     distributions in `label_dist`; label smoothing spreads each row's mass over all classes.
     """
-    log_p = F.log_softmax(logits.float(), dim=1)
-    if "label_dist" in batch:
-        target = batch["label_dist"]
-    else:
+    if "label_dist" not in batch:  # hard labels: PyTorch's fused kernel, -1 ignored
         labels = batch["labels"]
-        target = torch.zeros_like(log_p)
-        known = labels >= 0
-        target[known] = F.one_hot(labels[known], logits.shape[1]).float()
+        total = F.cross_entropy(
+            logits.float(),
+            labels,
+            ignore_index=-1,
+            label_smoothing=label_smoothing,
+            reduction="sum",
+        )
+        return total / (labels >= 0).sum().clamp_min(1)
+    log_p = F.log_softmax(logits.float(), dim=1)
+    target = batch["label_dist"]
     weight = target.sum(1, keepdim=True)
     if label_smoothing:
         target = target * (1 - label_smoothing) + weight * label_smoothing / logits.shape[1]
