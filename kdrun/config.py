@@ -34,6 +34,7 @@ class TeacherConf(TrainConf):
     epochs: int = 10
     seed: int = 0
     checkpoint: str | None = None
+    tta_flip: bool = False  # score the teacher on the mean logits of each image and its mirror
 
 
 @dataclass
@@ -83,6 +84,7 @@ class DeviceConf:
     precision: str = "auto"
     channels_last: str = "auto"
     threads: int = 0
+    compile: bool = False  # torch.compile the training step's model (worth it on long GPU runs)
 
 
 @dataclass

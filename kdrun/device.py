@@ -19,6 +19,7 @@ class Runtime:
     device: torch.device
     autocast_dtype: torch.dtype | None
     channels_last: bool
+    compile: bool = False
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -28,7 +29,9 @@ class Runtime:
     def describe(self) -> str:
         precision = "bf16 autocast" if self.autocast_dtype is torch.bfloat16 else "fp32"
         layout = ", channels_last" if self.channels_last else ""
-        return f"{self.device} ({precision}{layout}, {torch.get_num_threads()} CPU threads)"
+        compiled = ", torch.compile" if self.compile else ""
+        threads = torch.get_num_threads()
+        return f"{self.device} ({precision}{layout}{compiled}, {threads} CPU threads)"
 
 
 def _available(kind: str) -> bool:
@@ -59,4 +62,4 @@ def resolve_runtime(cfg: DictConfig) -> Runtime:
     use_cl = channels_last == "true" or (channels_last == "auto" and kind == "cuda")
     if kind == "cuda":
         torch.backends.cudnn.benchmark = True
-    return Runtime(device, torch.bfloat16 if use_bf16 else None, use_cl)
+    return Runtime(device, torch.bfloat16 if use_bf16 else None, use_cl, bool(cfg.compile))

@@ -60,6 +60,7 @@ def _evaluate_teacher(
     runtime: Runtime,
     cache: ArtifactCache,
     batch_size: int,
+    tta_flip: bool,
 ) -> dict:
     """The teacher's test scores, cached beside it so a repeated run recomputes nothing."""
     key = digest(
@@ -68,22 +69,28 @@ def _evaluate_teacher(
             "teacher": teacher.identity,
             "data": dataset.identity,
             "classes": episode.classes,
+            "tta_flip": tta_flip,
         }
     )
     entry, _ = cache.get_or_build(
         "teacher_eval",
         key,
         lambda: {
-            "report": _test_report(teacher.model, dataset, episode, normalize, runtime, batch_size)
+            "report": _test_report(
+                teacher.model, dataset, episode, normalize, runtime, batch_size, tta_flip
+            )
         },
     )
     return dict(entry["report"])
 
 
-def _test_report(model, dataset, episode, normalize, runtime, batch_size) -> dict:
-    logits = predict(
-        model, dataset.test.images[episode.test_indices], normalize, runtime, batch_size
-    )
+def _test_report(
+    model, dataset, episode, normalize, runtime, batch_size, tta_flip: bool = False
+) -> dict:
+    images = dataset.test.images[episode.test_indices]
+    logits = predict(model, images, normalize, runtime, batch_size)
+    if tta_flip:
+        logits = (logits + predict(model, images.flip(3), normalize, runtime, batch_size)) / 2
     names = [dataset.classes[c] for c in episode.classes]
     return classification_report(logits, episode.test_labels, names)
 
@@ -123,7 +130,14 @@ def _run_episode(
         cfg.teacher, cfg.data.augment, dataset, episode, normalize, runtime, cache
     )
     teacher_report = _evaluate_teacher(
-        teacher, dataset, episode, normalize, runtime, cache, cfg.eval_batch_size
+        teacher,
+        dataset,
+        episode,
+        normalize,
+        runtime,
+        cache,
+        cfg.eval_batch_size,
+        cfg.teacher.tta_flip,
     )
     _add(timing, "teacher", time.perf_counter() - start)
     log.info("teacher: test accuracy %.4f (%s)", teacher_report["test_acc"], teacher.source)

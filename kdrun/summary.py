@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from rich.table import Table
 
-from kdrun.cache import atomic_write_text
+from kdrun.cache import atomic_write, atomic_write_text
 
 IGNORED_OVERRIDES = ("hydra.", "data.root=", "data.download=")
 
@@ -170,11 +170,8 @@ def plot(rows: list[RunRow], path: Path) -> bool:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
-    tmp.replace(path)
     return True
 
 

@@ -85,6 +85,7 @@ def fit(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule.lr_factor)
     history, step, start = [], 0, time.perf_counter()
     model.train()
+    net = torch.compile(model) if runtime.compile else model  # shares model's parameters
     with stage_progress(stage, schedule.steps, epochs) as progress:
         for epoch in range(1, epochs + 1):
             perm = torch.randperm(n, generator=gen, device=dev)
@@ -98,7 +99,7 @@ def fit(
                 if runtime.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with runtime.autocast():
-                    logits = model(x)
+                    logits = net(x)
                 terms = loss_fn(logits.float(), batch)
                 loss = sum(terms.values())
                 opt.zero_grad(set_to_none=True)
