@@ -26,6 +26,13 @@ class Runtime:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
+    def place(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Move a model to the device, in the memory layout its inputs will have."""
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
     def describe(self) -> str:
         precision = "bf16 autocast" if self.autocast_dtype is torch.bfloat16 else "fp32"
         layout = ", channels_last" if self.channels_last else ""

@@ -75,9 +75,7 @@ def train_student(
         dataset, episode, soft if loss_fn.needs_teacher else None, augment, normalize, runtime
     )
     torch.manual_seed(seed)
-    model = build_model(cfg.arch, episode.ways).to(runtime.device)
-    if runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = runtime.place(build_model(cfg.arch, episode.ways))
     schedule = Schedule(
         cfg.steps, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.grad_clip
     )

@@ -103,7 +103,7 @@ def prepare_teacher(
 ) -> TeacherResult:
     ways = episode.ways
     if cfg.checkpoint:
-        model = load_checkpoint(cfg.checkpoint, cfg.arch, ways).to(runtime.device)
+        model = runtime.place(load_checkpoint(cfg.checkpoint, cfg.arch, ways))
         identity = digest(
             {"checkpoint": file_digest(checkpoint_path(cfg.checkpoint)), "arch": cfg.arch}
         )
@@ -116,7 +116,7 @@ def prepare_teacher(
     )
     model = build_model(cfg.arch, ways)
     model.load_state_dict(entry["state_dict"])
-    model = model.to(runtime.device)
+    model = runtime.place(model)
     if hit:
         log.info("teacher: cache hit, reusing %s (no training)", cache.path("teacher", key))
         return TeacherResult(model, key, "cache", history=entry["history"])
@@ -135,9 +135,7 @@ def _train(
 ) -> dict:
     """Train on every training image of the episode's classes; returns the cache entry."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, episode.ways).to(runtime.device)
-    if runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = runtime.place(build_model(cfg.arch, episode.ways))
     images = dataset.train.images[episode.teacher_indices].to(runtime.device)
     labels = episode.teacher_labels.to(runtime.device)
     steps = cfg.epochs * steps_per_epoch(len(images), min(cfg.batch_size, len(images)))
