@@ -9,6 +9,7 @@ import logging
 import time
 from pathlib import Path
 
+import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,10 +25,13 @@ from kdrun.data import ImageDataset, SourceInfo, get_source
 from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import Episode, episode_seed, sample_episode
 from kdrun.device import Runtime, resolve_runtime
+from kdrun.losses import Distiller, build_loss
 from kdrun.metrics import aggregate_reports, classification_report, mean_ci
+from kdrun.models import build_model
 from kdrun.soft_labels import SoftLabels, get_soft_labels
 from kdrun.student import train_student
 from kdrun.teacher import TeacherResult, load_checkpoint, prepare_teacher
+from kdrun.teacher_features import TeacherFeatures, get_teacher_features
 from kdrun.train import cpu_state_dict, predict
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,14 @@ def preflight(cfg: DictConfig) -> tuple[SourceInfo, Runtime]:
         raise ConfigError(f"{key} is invalid: class {name!r} has only {fewest} training images.")
     if cfg.teacher.checkpoint:
         load_checkpoint(cfg.teacher.checkpoint, cfg.teacher.arch, cfg.ways)
+    distiller = build_loss(cfg.loss)
+    if distiller.uses_features:  # layer names and shapes: fresh models on the CPU are enough
+        size = cfg.data.image_size
+        distiller.resolve(
+            build_model(cfg.student.arch, cfg.ways),
+            build_model(cfg.teacher.arch, cfg.ways),
+            torch.zeros(2, 3, size, size),
+        )
     return info, resolve_runtime(cfg.device)
 
 
@@ -154,13 +166,19 @@ def _run_episode(
         cfg.eval_batch_size,
     )
     _add(timing, "soft_labels", soft.seconds)
-    teacher.model.cpu()  # the student stage never touches the teacher
+    distiller = build_loss(cfg.loss, cfg.student.label_smoothing)
+    features = _teacher_features(cfg, distiller, teacher, dataset, soft, normalize, runtime, cache)
+    if features is not None:
+        _add(timing, "teacher_features", features.seconds)
+    if features is None or features.mode != "online":
+        teacher.model.cpu()  # the student stage does not run the teacher
 
     history = list(teacher.history) if teacher.source == "trained" else []
     reports = {"teacher": teacher_report}
-    for stage, loss_cfg in (("student", cfg.loss), ("baseline", CE)):
+    baseline = build_loss(CE, cfg.student.label_smoothing)
+    for stage, loss_fn in (("student", distiller), ("baseline", baseline)):
         entry = _train_and_test(
-            cfg, stage, loss_cfg, dataset, episode, soft, normalize, runtime, cache
+            cfg, stage, loss_fn, dataset, episode, soft, normalize, runtime, cache, features
         )
         _add(timing, stage, entry["seconds"])
         history += [{**row, "episode": e} for row in entry["history"]]
@@ -183,8 +201,39 @@ def _run_episode(
         **reports,
         "kd_gain": reports["student"]["test_acc"] - reports["baseline"]["test_acc"],
         "soft_labels": {"hit": soft.hit, "bytes": soft.nbytes, "views": cfg.soft_labels.views},
+        "teacher_features": features.describe() if features is not None else None,
     }
     return record, history, teacher.source
+
+
+def _teacher_features(
+    cfg: DictConfig,
+    distiller: Distiller,
+    teacher: TeacherResult,
+    dataset: ImageDataset,
+    soft: SoftLabels,
+    normalize: Normalize,
+    runtime: Runtime,
+    cache: ArtifactCache,
+) -> TeacherFeatures | None:
+    """Pair the method's layers on both networks, then cache the teacher's or run it online."""
+    if not distiller.uses_features:
+        return None
+    sample = normalize(dataset.train.images[:2].to(runtime.device))
+    distiller.resolve(build_model(cfg.student.arch, cfg.ways), teacher.model, sample)
+    return get_teacher_features(
+        teacher.model,
+        distiller,
+        dataset,
+        soft,
+        cfg.soft_labels,
+        cfg.data.augment.crop_padding,
+        normalize,
+        runtime,
+        cache,
+        cfg.eval_batch_size,
+        sample,
+    )
 
 
 def _baseline_key(cfg: DictConfig, dataset: ImageDataset, episode: Episode) -> str:
@@ -208,20 +257,21 @@ def _baseline_key(cfg: DictConfig, dataset: ImageDataset, episode: Episode) -> s
 def _train_and_test(
     cfg: DictConfig,
     stage: str,
-    loss_cfg: DictConfig,
+    loss_fn: Distiller,
     dataset: ImageDataset,
     episode: Episode,
     soft: SoftLabels,
     normalize: Normalize,
     runtime: Runtime,
     cache: ArtifactCache,
+    features: TeacherFeatures | None,
 ) -> dict:
     """Train a student (or reuse a cached baseline) and score it on the test split."""
 
     def train_and_test() -> dict:
         trained = train_student(
             cfg.student,
-            loss_cfg,
+            loss_fn,
             cfg.data.augment,
             dataset,
             episode,
@@ -230,6 +280,7 @@ def _train_and_test(
             runtime,
             episode.seed,
             stage,
+            features if stage == "student" else None,
         )
         report = _test_report(
             trained.model, dataset, episode, normalize, runtime, cfg.eval_batch_size

@@ -21,7 +21,7 @@ from kdrun.cache import ArtifactCache, digest, tensor_digest
 from kdrun.data import ImageDataset
 from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import Episode
-from kdrun.data.views import ViewParams, render_views, sample_view_params
+from kdrun.data.views import ViewParams, sample_view_params, view_batches
 from kdrun.device import Runtime
 from kdrun.teacher import TeacherResult
 from kdrun.train import predict, predict_inputs
@@ -37,6 +37,7 @@ class SoftLabels:
     params: ViewParams | None  # how to regenerate each view; None for clean images
     hit: bool
     seconds: float
+    key: str = ""  # the cache key: teacher features of the same views extend it
 
     @property
     def nbytes(self) -> int:
@@ -71,28 +72,6 @@ def soft_label_key(
             "view": view,
         }
     )
-
-
-def _label_views(
-    teacher: TeacherResult,
-    images: torch.Tensor,
-    params: ViewParams,
-    normalize: Normalize,
-    runtime: Runtime,
-    padding: int,
-    batch_size: int,
-) -> torch.Tensor:
-    n, views = params.dy.shape
-    dev_params = params.to(runtime.device)
-
-    def batches(v: int):
-        for start in range(0, n, batch_size):
-            idx = torch.arange(start, min(n, start + batch_size), device=runtime.device)
-            view = torch.full_like(idx, v)
-            yield render_views(images, idx, view, dev_params, normalize, padding)
-
-    per_view = [predict_inputs(teacher.model, batches(v), runtime) for v in range(views)]
-    return torch.stack(per_view, dim=1)
 
 
 def get_soft_labels(
@@ -137,15 +116,25 @@ def get_soft_labels(
             size,
             episode.seed,
         )
-        logits = _label_views(
-            teacher, images, params, normalize, runtime, augment.crop_padding, batch_size
+        dev_params = params.to(runtime.device)
+        pad = augment.crop_padding
+        logits = torch.stack(
+            [
+                predict_inputs(
+                    teacher.model,
+                    view_batches(images, dev_params, v, normalize, pad, batch_size),
+                    runtime,
+                )
+                for v in range(views)
+            ],
+            dim=1,
         )
         return {"logits": logits.half(), "indices": indices, "params": params.to_dict()}
 
     entry, hit = cache.get_or_build("soft_labels", key, label)
     params = ViewParams.from_dict(entry["params"], cfg.mix) if views else None
     seconds = 0.0 if hit else time.perf_counter() - start
-    result = SoftLabels(indices, labels, entry["logits"], params, hit, seconds)
+    result = SoftLabels(indices, labels, entry["logits"], params, hit, seconds, key)
     if hit:
         log.info(
             "soft labels: cache hit (%d images, %d bytes, nothing recomputed)",

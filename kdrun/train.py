@@ -15,6 +15,7 @@ from torch import nn
 from kdrun.data.augment import Normalize
 from kdrun.device import Runtime
 from kdrun.losses import Loss
+from kdrun.losses.features import FeatureTap
 from kdrun.progress import stage_progress
 
 
@@ -68,15 +69,19 @@ def fit(
     seed: int,
     stage: str,
 ) -> list[dict]:
-    """Train in place on a set already on the device; returns one history row per epoch."""
+    """Train in place on a set already on the device; returns one history row per epoch.
+
+    The loss sees the student's features at the layers it names and trains its own parameters
+    (projections) alongside the model's."""
     dev = runtime.device
     n = len(train_set)
     bs = min(schedule.batch_size, n)
     per_epoch = steps_per_epoch(n, bs)
     epochs = math.ceil(schedule.steps / per_epoch)
     gen = torch.Generator(device=dev).manual_seed(seed)
+    params = [*model.parameters(), *loss_fn.to(dev).parameters()]
     opt = torch.optim.SGD(
-        model.parameters(),
+        params,
         lr=schedule.lr,
         momentum=schedule.momentum,
         nesterov=schedule.momentum > 0,
@@ -85,8 +90,10 @@ def fit(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule.lr_factor)
     history, step, start = [], 0, time.perf_counter()
     model.train()
+    loss_fn.train()
     net = torch.compile(model) if runtime.compile else model  # shares model's parameters
-    with stage_progress(stage, schedule.steps, epochs) as progress:
+    tap = FeatureTap(model, loss_fn.student_layers)
+    with tap, stage_progress(stage, schedule.steps, epochs) as progress:
         for epoch in range(1, epochs + 1):
             perm = torch.randperm(n, generator=gen, device=dev)
             loss_sum = torch.zeros((), device=dev)
@@ -100,12 +107,13 @@ def fit(
                     x = x.contiguous(memory_format=torch.channels_last)
                 with runtime.autocast():
                     logits = net(x)
-                terms = loss_fn(logits.float(), batch)
+                loss_fn.progress = step / schedule.steps
+                terms = loss_fn(logits.float(), batch, tap.features)
                 loss = sum(terms.values())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if schedule.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), schedule.grad_clip, foreach=True)
+                    nn.utils.clip_grad_norm_(params, schedule.grad_clip, foreach=True)
                 opt.step()
                 sched.step()
                 step += 1

@@ -7,12 +7,12 @@ from torch import nn
 
 from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import episode_seed, sample_episode
-from kdrun.data.views import ReplayedViews, render_views, sample_view_params
+from kdrun.data.views import ReplayedViews, render_views, sample_view_params, view_batches
 from kdrun.device import Runtime
 from kdrun.metrics import mean_ci
 from kdrun.pipeline import run
-from kdrun.soft_labels import _label_views, distillation_set
-from kdrun.teacher import TeacherResult
+from kdrun.soft_labels import distillation_set
+from kdrun.train import predict_inputs
 from tests.conftest import SMOKE_FAST
 
 TRAIN = torch.arange(10).repeat_interleave(40)
@@ -75,8 +75,8 @@ def test_replayed_views_equal_the_views_the_teacher_labelled_bit_for_bit():
         normalize = Normalize(images, runtime.device)
         params = sample_view_params(n, views, 2, True, mix, 1.0, 16, seed=5)
         rec = Recorder()
-        teacher = TeacherResult(rec, "id", "trained")
-        _label_views(teacher, images, params, normalize, runtime, 2, batch_size=5)
+        for v in range(views):  # how soft_labels.py runs the teacher
+            predict_inputs(rec, view_batches(images, params, v, normalize, 2, 5), runtime)
         labelled = torch.cat(rec.inputs).view(views, n, 3, 16, 16)  # view-major, as labelled
         # Tag each stored logit row with its (image, view) so a batch reveals what it replayed.
         tags = torch.zeros(n, views, 3)

@@ -8,7 +8,8 @@ without running the teacher.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -130,6 +131,21 @@ def render_views(
     return lam * x + (1 - lam) * other
 
 
+def view_batches(
+    images: torch.Tensor,
+    params: ViewParams,
+    view: int,
+    normalize: Normalize,
+    padding: int,
+    batch_size: int,
+) -> Iterator[torch.Tensor]:
+    """View `view` of every image, in order and in batches: what the teacher is run on."""
+    n = len(params.dy)
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, min(n, start + batch_size), device=images.device)
+        yield render_views(images, idx, torch.full_like(idx, view), params, normalize, padding)
+
+
 @dataclass
 class ReplayedViews:
     """Each step picks one stored view per image and pairs it with the teacher's logits for it."""
@@ -141,6 +157,8 @@ class ReplayedViews:
     normalize: Normalize
     padding: int
     num_classes: int
+    # Cached teacher features of the same views, (N, V, ...) per layer, for feature methods.
+    teacher_features: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -160,4 +178,5 @@ class ReplayedViews:
             "labels": self.labels[idx],
             "label_dist": target,
             "teacher_logits": self.teacher_logits[idx, view].float(),
+            **{f"teacher_feat:{k}": v[idx, view] for k, v in self.teacher_features.items()},
         }

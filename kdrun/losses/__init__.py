@@ -1,6 +1,9 @@
-"""Distillation losses: a registry plus one small file per method."""
+"""Distillation methods: a registry plus one small file per method (see `base.Distiller`)."""
 
-from kdrun.losses import ce, kd  # noqa: F401  (register the losses)
-from kdrun.losses.registry import LOSSES, Loss, build_loss, register_loss
+from kdrun.losses import at, ce, dist, dkd, fitnet, kd, rkd  # noqa: F401  (register them)
+from kdrun.losses.base import Distiller
+from kdrun.losses.registry import LOSSES, build_loss, loss_params, register_loss
 
-__all__ = ["LOSSES", "Loss", "build_loss", "register_loss"]
+Loss = Distiller  # the training loop's view of a method
+
+__all__ = ["LOSSES", "Distiller", "Loss", "build_loss", "loss_params", "register_loss"]

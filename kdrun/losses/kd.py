@@ -6,12 +6,19 @@ same thing at every T. Temperature is applied here, at loss time, so cached logi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 
-from kdrun.losses.ce import label_cross_entropy
-from kdrun.losses.registry import register_loss
+from kdrun.losses.base import Distiller
+from kdrun.losses.registry import LossSchema, register_loss
+
+
+@dataclass
+class KDConf(LossSchema):
+    alpha: float = 0.9
+    temperature: float = 4.0
 
 
 def kd_divergence(
@@ -24,18 +31,11 @@ def kd_divergence(
     return kl * temperature**2
 
 
-@register_loss("kd")
-class HintonKD:
-    needs_teacher = True
+@register_loss("kd", KDConf)
+class HintonKD(Distiller):
+    ranges = {"alpha": (0, 1, True), "temperature": (0, None, False)}
 
-    def __init__(self, cfg: DictConfig, label_smoothing: float = 0.0) -> None:
-        self.alpha = float(cfg.alpha)
-        self.temperature = float(cfg.temperature)
-        self.label_smoothing = label_smoothing
-
-    def __call__(
-        self, logits: torch.Tensor, batch: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        ce = label_cross_entropy(logits, batch, self.label_smoothing)
-        kd = kd_divergence(logits, batch["teacher_logits"], self.temperature)
-        return {"ce": (1 - self.alpha) * ce, "kd": self.alpha * kd}
+    def forward(self, logits, batch, features=None) -> dict[str, torch.Tensor]:
+        alpha = self.cfg.alpha
+        kd = kd_divergence(logits, batch["teacher_logits"], self.cfg.temperature)
+        return {"ce": (1 - alpha) * self.ce(logits, batch), "kd": alpha * kd}

@@ -34,6 +34,12 @@ class CifarResNet(nn.Module):
     `num_filters`."""
 
     feature_names = ("stem", "layer1", "layer2", "layer3", "pool", "fc")
+    # What "auto" means for feature distillation: FitNets hint, RKD embedding, AT stages.
+    feature_layers = {
+        "hint": "layer2",
+        "embedding": "pool",
+        "attention": ("layer1", "layer2", "layer3"),
+    }
 
     def __init__(self, depth: int, widths: tuple[int, int, int, int], num_classes: int) -> None:
         super().__init__()

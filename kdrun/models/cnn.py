@@ -30,6 +30,8 @@ class CNN(nn.Module):
     """conv-pool, conv-pool, hidden FC, classifier; no BN or dropout so it stays simple."""
 
     feature_names = ("conv1", "conv2", "hidden", "fc")
+    # What "auto" means for feature distillation: FitNets hint, RKD embedding, AT stages.
+    feature_layers = {"hint": "conv2", "embedding": "hidden", "attention": ("conv1", "conv2")}
 
     def __init__(self, channels: tuple[int, int], hidden: int, num_classes: int) -> None:
         super().__init__()
