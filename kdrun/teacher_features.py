@@ -59,6 +59,17 @@ def _bytes_per_view(
     return sum(t[0].numel() * 2 for t in targets.values())  # stored as fp16
 
 
+def _online_reason(cfg: DictConfig, mb: float) -> str | None:
+    """Why the teacher must run online for this config; None when its targets get cached."""
+    if cfg.features == "online":
+        return "soft_labels.features=online"
+    if not cfg.views:
+        return "views=0: the student's crops are fresh every step, so the teacher must see them"
+    if cfg.features == "auto" and mb > cfg.feature_cache_mb:
+        return f"{mb:.1f} MB > soft_labels.feature_cache_mb={cfg.feature_cache_mb:g}"
+    return None
+
+
 def get_teacher_features(
     teacher_model: nn.Module,
     distiller: Distiller,
@@ -80,18 +91,8 @@ def get_teacher_features(
     nbytes *= max(1, views)
     mb = nbytes / 2**20
     layers = ", ".join(distiller.teacher_layers)
-    if (
-        cfg.features == "online"
-        or not views
-        or (cfg.features == "auto" and mb > cfg.feature_cache_mb)
-    ):
-        why = (
-            "soft_labels.features=online"
-            if cfg.features == "online"
-            else "views=0: the student's crops are fresh, so the teacher must see them"
-            if not views
-            else f"{mb:.1f} MB > soft_labels.feature_cache_mb={cfg.feature_cache_mb:g}"
-        )
+    why = _online_reason(cfg, mb)
+    if why:
         log.info("teacher features (%s): online, the teacher runs every step (%s)", layers, why)
         return TeacherFeatures("online", nbytes, model=teacher_model)
 
