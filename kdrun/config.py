@@ -112,6 +112,7 @@ DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 TRISTATE = ("auto", "true", "false")
 MIXES = ("none", "mixup", "cutmix")
+MAX_IMAGE_SIZE = 1024  # inception_v3 wants 299; 1024² RGB is 3 MiB per image held in memory
 MAX_SEED = 2**32 - 1  # numpy's and torch's generators both take any seed in 0..2**32-1
 
 
@@ -196,7 +197,12 @@ def check_ranges(cfg: DictConfig) -> None:
     _require(dev.threads >= 0, f"device.threads={dev.threads} is invalid: it must be >= 0.")
     aug = cfg.data.augment
     _require(aug.crop_padding >= 0, f"data.augment.crop_padding={aug.crop_padding}: must be >= 0.")
-    _require(cfg.data.image_size >= 8, f"data.image_size={cfg.data.image_size}: must be >= 8.")
+    size = cfg.data.image_size
+    _require(
+        8 <= size <= MAX_IMAGE_SIZE,
+        f"data.image_size={size} is invalid: it must be between 8 and {MAX_IMAGE_SIZE} "
+        "(every image is held in memory at this size).",
+    )
     _require(cfg.eval_batch_size >= 1, f"eval_batch_size={cfg.eval_batch_size}: must be >= 1.")
     _check_extra_ranges(cfg)
 
