@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 
 class ConfigError(ValueError):
@@ -140,6 +141,7 @@ def check_ranges(cfg: DictConfig) -> None:
     from kdrun.losses import LOSSES
     from kdrun.models import is_known_model, model_names
 
+    _check_resolvable(cfg)
     _require(cfg.shots >= 1, f"shots={cfg.shots} is invalid: shots must be an integer >= 1.")
     _require(cfg.ways >= 2, f"ways={cfg.ways} is invalid: ways must be an integer >= 2.")
     _require(cfg.episodes >= 1, f"episodes={cfg.episodes} is invalid: it must be >= 1.")
@@ -205,6 +207,17 @@ def check_ranges(cfg: DictConfig) -> None:
     )
     _require(cfg.eval_batch_size >= 1, f"eval_batch_size={cfg.eval_batch_size}: must be >= 1.")
     _check_extra_ranges(cfg)
+
+
+def _check_resolvable(cfg: DictConfig) -> None:
+    """A `${...}` that names no key or unset variable, or resolves to the wrong type, fails on
+    first access with a traceback; resolve everything once, up front, instead."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "a config value"
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{key} cannot be resolved: {reason}.") from None
 
 
 def _check_extra_ranges(cfg: DictConfig) -> None:

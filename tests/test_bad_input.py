@@ -215,6 +215,14 @@ ROWS = [
     Row("<unknown key>", ["+foo=1"], 2, "foo is not a kdrun config key", console=True),
     Row("<unknown key>", ["+data.augment.rotate=15"], 2, "data.augment.rotate is not a kdrun"),
     Row("experiment", ["experiment=nope"], 1, "Could not find 'experiment/nope'"),
+    # ({{ }} is a literal brace: args go through str.format for the paths below)
+    Row("<interpolation>", ["shots=${{nope}}"], 2, "shots cannot be resolved"),
+    Row(
+        "<interpolation>",
+        ["cache_dir=${{oc.env:KDRUN_TEST_UNSET_VARIABLE}}"],
+        2,
+        "cache_dir cannot be resolved",
+    ),
     # ---- teacher / student ---------------------------------------------------------------
     Row("teacher", ["teacher=nope"], 1, "Could not find 'teacher/nope'"),
     Row("student", ["student=nope"], 1, "Could not find 'student/nope'"),
