@@ -71,7 +71,8 @@ def run_cli(args: list[str], run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> 
     out, err = io.StringIO(), io.StringIO()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    monkeypatch.setattr(sys, "argv", ["kdrun", *args, f"hydra.run.dir={run_dir}"])
+    argv = ["kdrun", *args, f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={run_dir}"]
+    monkeypatch.setattr(sys, "argv", argv)
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     # Hydra re-raises instead of reporting under a tracer (coverage, debuggers); users have none.
     monkeypatch.setattr("hydra._internal.utils.is_under_debugger", lambda: False)
@@ -356,6 +357,7 @@ ROWS = [
         "its head 'fc.weight' has 5 classes",
         console=True,
     ),
+    Row("sweep with a bad value", ["-m", "shots=5,0"], 2, "sweep job #1 of 2", console=True),
     Row(
         "device not available",
         [f"device.type={UNAVAILABLE}"],
@@ -372,15 +374,23 @@ def _param(i: int, row: Row):
     return pytest.param(row, id=f"{row.row}[{i}]", marks=marks)
 
 
+def _argv(row: Row, paths: dict[str, Path], tmp_path: Path) -> list[str]:
+    """Flags (`-m`) first, then a private cache (a row's own cache_dir comes later and wins),
+    the base overrides and the row's, with the fixture paths filled in."""
+    args = [a.format(**paths) for a in [*BASE, *row.args]]
+    flags = [a for a in args if a.startswith("-")]
+    rest = [a for a in args if not a.startswith("-")]
+    return [*flags, f"cache_dir={tmp_path / 'cache'}", *rest]
+
+
 _runs: dict[tuple[str, ...], Outcome] = {}  # rows with the same args share one finished run
 
 
 def _outcome(row: Row, paths, tmp_path, monkeypatch) -> Outcome:
-    args = tuple(a.format(**paths) for a in [*BASE, *row.args])
+    args = tuple(_argv(row, paths, tmp_path))
     if row.rc == 0 and args in _runs:
         return _runs[args]
-    cache = f"cache_dir={tmp_path / 'cache'}"  # first: a row's own cache_dir overrides it
-    outcome = run_cli([cache, *args], tmp_path / "run", monkeypatch)
+    outcome = run_cli(list(args), tmp_path / "run", monkeypatch)
     if row.rc == 0:
         _runs[args] = outcome
     return outcome
@@ -441,9 +451,10 @@ def test_console_script_agrees(row: Row, paths, tmp_path):
     """The in-process runs above stand for the console script. test_cli.py already runs a Hydra
     type error, an unknown key, an unknown option, a range and a data error as processes; these
     add a '+key', a folder tree and a checkpoint."""
-    args = [a.format(**paths) for a in [*BASE, *row.args]]
+    run_dir = tmp_path / "run"
     proc = subprocess.run(
-        [KDRUN, f"cache_dir={tmp_path / 'cache'}", *args, f"hydra.run.dir={tmp_path / 'run'}"],
+        [KDRUN, *_argv(row, paths, tmp_path), f"hydra.run.dir={run_dir}"]
+        + [f"hydra.sweep.dir={run_dir}"],
         capture_output=True,
         text=True,
         timeout=120,
