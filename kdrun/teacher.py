@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,11 +59,10 @@ def load_checkpoint(path: str, arch: str, num_classes: int) -> nn.Module:
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
             f"teacher.checkpoint={path} cannot be read as a weights-only PyTorch checkpoint "
-            f"({reason[:200]})."
-        ) from exc
+            f"({_load_failure(file, exc)})."
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     model = build_model(arch, num_classes)
@@ -77,6 +78,22 @@ def load_checkpoint(path: str, arch: str, num_classes: int) -> nn.Module:
             f"classes: {problem}."
         )
     return model
+
+
+def _load_failure(file: Path, exc: Exception) -> str:
+    """torch.load's reasons, in a few words: its weights-only refusal is a page of advice."""
+    if isinstance(exc, OSError):
+        return str(exc)[:200]
+    if not zipfile.is_zipfile(file):
+        return "it is not a file written by torch.save"
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if found:
+        return (
+            f"it pickles objects besides tensors ({found.group(1)}); save the model's "
+            "state_dict() alone"
+        )
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return re.sub(r"\x1b\[[0-9;]*m", "", first)[:200]
 
 
 def _state_mismatch(state: object, expected: dict, num_classes: int) -> str | None:

@@ -335,14 +335,19 @@ ROWS = [
     Row("other image sizes", [*TINY, "data.root={odd}"], 0, "", check=_check_sizes),
     Row("other image modes", [*TINY, "data.root={odd}"], 0, "", check=_check_modes),
     Row("teacher.checkpoint", ["teacher.checkpoint={missing}.pt"], 2, "cannot be read"),
-    Row("checkpoint not a checkpoint", ["teacher.checkpoint={file}"], 2, "cannot be read"),
+    Row(
+        "checkpoint not a checkpoint",
+        ["teacher.checkpoint={file}"],
+        2,
+        "(it is not a file written by torch.save)",
+    ),
     Row("checkpoint not a checkpoint", ["teacher.checkpoint={ckpt_dir}"], 2, "cannot be read"),
     Row("checkpoint not a checkpoint", ["teacher.checkpoint={ckpt_list}"], 2, "holds a list"),
     Row(
         "checkpoint with pickled code",
         ["teacher.checkpoint={ckpt_pickled_code}"],
         2,
-        "cannot be read as a weights-only PyTorch checkpoint",
+        "(it pickles objects besides tensors (argparse.Namespace); save the model's state_dict",
     ),
     Row(
         "checkpoint of another architecture",
