@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from PIL import Image
 
 import kdrun.cli
@@ -84,6 +85,7 @@ def run_cli(args: list[str], run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> 
         rc = exc.code if isinstance(exc.code, int) else 1
     finally:
         GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None  # later tests must not see this run's Hydra config
         for handler in root.handlers:
             if handler not in handlers:
                 handler.close()
