@@ -64,7 +64,7 @@ class Row:
     needle: str
     after_decode: bool = False  # refused only once decoding has found unreadable files
     check: Callable[[Outcome, dict[str, Path]], None] | None = None
-    console: bool = False  # also run as a real process (test_console_script_agrees)
+    console: str = ""  # "fast" or "slow": also run as a real process, in that test tier
 
 
 def run_cli(args: list[str], run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Outcome:
@@ -215,7 +215,7 @@ ROWS = [
     Row("eval_batch_size", ["eval_batch_size=0"], 2, "eval_batch_size=0"),
     Row("<unknown key>", ["foo=1"], 1, "Key 'foo' not in 'Config'"),
     Row("<unknown key>", ["teacher.bogus=1"], 1, "Key 'bogus' not in 'TeacherConf'"),
-    Row("<unknown key>", ["+foo=1"], 2, "foo is not a kdrun config key", console=True),
+    Row("<unknown key>", ["+foo=1"], 2, "foo is not a kdrun config key", console="slow"),
     Row("<unknown key>", ["+data.augment.rotate=15"], 2, "data.augment.rotate is not a kdrun"),
     Row("experiment", ["experiment=nope"], 1, "Could not find 'experiment/nope'"),
     # ({{ }} is a literal brace: args go through str.format for the paths below)
@@ -310,7 +310,7 @@ ROWS = [
         ["data=folder", "data.root={one_class}"],
         2,
         "has 1 class folder(s)",
-        console=True,
+        console="slow",
     ),
     Row("class without test images", [*TINY, "data.root={no_test}"], 2, "b, c have training"),
     Row(
@@ -362,9 +362,9 @@ ROWS = [
         ["teacher.checkpoint={ckpt_5_classes}"],
         2,
         "its head 'fc.weight' has 5 classes",
-        console=True,
+        console="fast",
     ),
-    Row("sweep with a bad value", ["-m", "shots=5,0"], 2, "sweep job #1 of 2", console=True),
+    Row("sweep with a bad value", ["-m", "shots=5,0"], 2, "sweep job #1 of 2", console="fast"),
     Row(
         "device not available",
         [f"device.type={UNAVAILABLE}"],
@@ -453,11 +453,16 @@ def test_every_config_key_has_a_doc_row():
     assert not missing, f"undocumented config keys: {missing}"
 
 
-@pytest.mark.parametrize("row", [_param(i, r) for i, r in enumerate(ROWS) if r.console])
+def _console_param(i: int, row: Row):
+    marks = [pytest.mark.slow] if row.console == "slow" else []
+    return pytest.param(row, id=f"{row.row}[{i}]", marks=marks)
+
+
+@pytest.mark.parametrize("row", [_console_param(i, r) for i, r in enumerate(ROWS) if r.console])
 def test_console_script_agrees(row: Row, paths, tmp_path):
     """The in-process runs above stand for the console script. test_cli.py already runs a Hydra
     type error, an unknown key, an unknown option, a range and a data error as processes; these
-    add a '+key', a folder tree and a checkpoint."""
+    add a checkpoint and a sweep (fast tier), a '+key' and a folder tree (slow tier)."""
     run_dir = tmp_path / "run"
     proc = subprocess.run(
         [KDRUN, *_argv(row, paths, tmp_path), f"hydra.run.dir={run_dir}"]
