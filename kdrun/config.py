@@ -6,11 +6,16 @@ task starts; `check_ranges` then rejects values of the right type that make no s
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 
 class ConfigError(ValueError):
@@ -107,6 +112,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 TRISTATE = ("auto", "true", "false")
 MIXES = ("none", "mixup", "cutmix")
 FEATURE_MODES = ("auto", "cache", "online")
+MAX_IMAGE_SIZE = 1024  # inception_v3 wants 299; 1024² RGB is 3 MiB per image held in memory
+MAX_SEED = 2**32 - 1  # numpy's and torch's generators both take any seed in 0..2**32-1
 
 
 def register_configs() -> None:
@@ -137,8 +144,9 @@ def check_ranges(cfg: DictConfig) -> None:
     from kdrun.losses import LOSSES, loss_params
     from kdrun.models import is_known_model, model_names
 
+    _check_resolvable(cfg)
     _require(cfg.shots >= 1, f"shots={cfg.shots} is invalid: shots must be an integer >= 1.")
-    _require(cfg.ways >= 1, f"ways={cfg.ways} is invalid: ways must be an integer >= 1.")
+    _require(cfg.ways >= 2, f"ways={cfg.ways} is invalid: ways must be an integer >= 2.")
     _require(cfg.episodes >= 1, f"episodes={cfg.episodes} is invalid: it must be >= 1.")
     _require(cfg.pool >= 0, f"pool={cfg.pool} is invalid: it must be >= 0.")
     sl = cfg.soft_labels
@@ -206,5 +214,80 @@ def check_ranges(cfg: DictConfig) -> None:
     _require(dev.threads >= 0, f"device.threads={dev.threads} is invalid: it must be >= 0.")
     aug = cfg.data.augment
     _require(aug.crop_padding >= 0, f"data.augment.crop_padding={aug.crop_padding}: must be >= 0.")
-    _require(cfg.data.image_size >= 8, f"data.image_size={cfg.data.image_size}: must be >= 8.")
+    size = cfg.data.image_size
+    _require(
+        8 <= size <= MAX_IMAGE_SIZE,
+        f"data.image_size={size} is invalid: it must be between 8 and {MAX_IMAGE_SIZE} "
+        "(every image is held in memory at this size).",
+    )
     _require(cfg.eval_batch_size >= 1, f"eval_batch_size={cfg.eval_batch_size}: must be >= 1.")
+    _check_extra_ranges(cfg)
+
+
+def _check_resolvable(cfg: DictConfig) -> None:
+    """A `${...}` that names no key or unset variable, or resolves to the wrong type, fails on
+    first access with a traceback; resolve everything once, up front, instead."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "a config value"
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{key} cannot be resolved: {reason}.") from None
+
+
+def _check_extra_ranges(cfg: DictConfig) -> None:
+    """Keys whose bad values would otherwise fail deep inside training, or silently do nothing."""
+    unknown = next(_unknown_keys(cfg, Config), None)
+    _require(
+        unknown is None,
+        f"{unknown} is not a kdrun config key (added with '+'?); see docs/configuration.md "
+        "for every key.",
+    )
+    for key, value in _float_leaves(OmegaConf.to_container(cfg, resolve=False)):
+        _require(math.isfinite(value), f"{key}={value} is invalid: it must be a finite number.")
+    for key, value in (
+        ("seed", cfg.seed),
+        ("teacher.seed", cfg.teacher.seed),
+        ("data.synthetic_seed", cfg.data.synthetic_seed),
+    ):
+        _require(
+            0 <= value <= MAX_SEED,
+            f"{key}={value} is invalid: it must be an integer between 0 and {MAX_SEED}.",
+        )
+    for stage in ("teacher", "student"):
+        momentum, decay = cfg[stage].momentum, cfg[stage].weight_decay
+        _require(
+            0 <= momentum < 1, f"{stage}.momentum={momentum} is invalid: it must be in [0, 1)."
+        )
+        _require(decay >= 0, f"{stage}.weight_decay={decay} is invalid: it must be >= 0.")
+    pad, size = cfg.data.augment.crop_padding, cfg.data.image_size
+    _require(
+        pad < size,
+        f"data.augment.crop_padding={pad} is invalid: it must be below data.image_size={size}.",
+    )
+    _require(bool(str(cfg.cache_dir).strip()), "cache_dir is empty: give it a directory path.")
+
+
+def _unknown_keys(cfg: DictConfig, schema: type, prefix: str = "") -> Iterator[str]:
+    """Keys a `+key=value` override added that no schema declares (Hydra lets those through)."""
+    hints = typing.get_type_hints(schema)
+    for key in cfg:
+        name = f"{prefix}{key}"
+        if key not in hints:
+            yield name
+            continue
+        node = cfg._get_node(key)
+        if dataclasses.is_dataclass(hints[key]) and isinstance(node, DictConfig):
+            yield from _unknown_keys(node, hints[key], f"{name}.")
+
+
+def _float_leaves(tree: object, prefix: str = "") -> Iterator[tuple[str, float]]:
+    """Every float in a config tree, with its dotted key (`nan` and `inf` parse as floats)."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _float_leaves(value, f"{prefix}{key}.")
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            yield from _float_leaves(value, f"{prefix}{i}.")
+    elif isinstance(tree, float):
+        yield prefix.rstrip("."), tree

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from kdrun.data.fewshot import Episode, episode_seed, sample_episode
 from kdrun.device import Runtime, resolve_runtime
 from kdrun.losses import Distiller, build_loss
 from kdrun.metrics import aggregate_reports, classification_report, mean_ci
-from kdrun.models import build_model
+from kdrun.models import build_model, input_problem
 from kdrun.soft_labels import SoftLabels, get_soft_labels
 from kdrun.student import train_student
 from kdrun.teacher import TeacherResult, load_checkpoint, prepare_teacher
@@ -42,15 +43,15 @@ CE = OmegaConf.create({"name": "ce"})
 def preflight(cfg: DictConfig) -> tuple[SourceInfo, Runtime]:
     """Every check that can fail on user input, before any data is decoded or model trained."""
     check_ranges(cfg)
+    for stage in ("teacher", "student"):
+        problem = input_problem(cfg[stage].arch, cfg.ways, cfg.data.image_size)
+        if problem:
+            raise ConfigError(
+                f"{stage}.arch={cfg[stage].arch} cannot take data.image_size={cfg.data.image_size}"
+                f" images ({problem}); pick another data.image_size or {stage}.arch."
+            )
     info = get_source(cfg.data.source).describe(cfg.data)
-    n = len(info.classes)
-    if cfg.ways > n:
-        raise ConfigError(f"ways={cfg.ways} is invalid: the data set has {n} classes (1..{n}).")
-    fewest = min(info.train_counts)
-    if cfg.shots + cfg.pool > fewest:
-        name = info.classes[info.train_counts.index(fewest)]
-        key = f"shots={cfg.shots}" + (f" with pool={cfg.pool}" if cfg.pool else "")
-        raise ConfigError(f"{key} is invalid: class {name!r} has only {fewest} training images.")
+    check_counts(cfg, info.classes, info.train_counts)
     if cfg.teacher.checkpoint:
         load_checkpoint(cfg.teacher.checkpoint, cfg.teacher.arch, cfg.ways)
     distiller = build_loss(cfg.loss)
@@ -61,7 +62,43 @@ def preflight(cfg: DictConfig) -> tuple[SourceInfo, Runtime]:
             build_model(cfg.teacher.arch, cfg.ways),
             torch.zeros(2, 3, size, size),
         )
+    _check_cache_dir(cfg.cache_dir)
     return info, resolve_runtime(cfg.device)
+
+
+def check_counts(
+    cfg: DictConfig,
+    classes: list[str],
+    train_counts: list[int],
+    test_counts: list[int] | None = None,
+    unit: str = "training images",
+) -> None:
+    """`ways`, `shots` and `pool` against the data: from file counts before decoding, and again
+    from the decoded images (unreadable files are skipped, so a class can end up short)."""
+    n = len(classes)
+    if cfg.ways > n:
+        raise ConfigError(f"ways={cfg.ways} is invalid: the data set has {n} classes (2..{n}).")
+    fewest = min(train_counts)
+    if cfg.shots + cfg.pool > fewest:
+        name = classes[train_counts.index(fewest)]
+        key = f"shots={cfg.shots}" + (f" with pool={cfg.pool}" if cfg.pool else "")
+        need = f"; shots + pool must be <= {fewest}" if cfg.pool else ""
+        raise ConfigError(f"{key} is invalid: class {name!r} has only {fewest} {unit}{need}.")
+    empty = [c for c, k in zip(classes, test_counts or [], strict=False) if k == 0]
+    if empty:
+        raise ConfigError(
+            f"data.root={cfg.data.root}: class(es) {', '.join(empty)} have no readable test "
+            "images; every class needs test images for evaluation."
+        )
+
+
+def _check_cache_dir(cache_dir: str) -> None:
+    """The cache directory (or the nearest existing parent it will be created in) is writable."""
+    path = Path(to_absolute_path(cache_dir))
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not a directory" if not existing.is_dir() else "is not writable"
+        raise ConfigError(f"cache_dir={cache_dir} cannot be used: {existing} {what}.")
 
 
 def _evaluate_teacher(
@@ -314,6 +351,14 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
     start = time.perf_counter()
     dataset = get_source(cfg.data.source).load(cfg.data, cache)
+    n = len(dataset.classes)
+    check_counts(
+        cfg,
+        dataset.classes,
+        torch.bincount(dataset.train.labels, minlength=n).tolist(),
+        torch.bincount(dataset.test.labels, minlength=n).tolist(),
+        unit="readable training images",
+    )
     normalize = Normalize(dataset.train.images, runtime.device)
     timing["data"] = time.perf_counter() - start
     log.info(

@@ -1,6 +1,20 @@
 """Model zoo: build any supported architecture by name via `build_model`."""
 
 from . import cifar_resnet, cnn  # noqa: F401  (imported so their models register)
-from .registry import MODELS, build_model, is_known_model, model_names, register_model
+from .registry import (
+    MODELS,
+    build_model,
+    input_problem,
+    is_known_model,
+    model_names,
+    register_model,
+)
 
-__all__ = ["MODELS", "build_model", "is_known_model", "model_names", "register_model"]
+__all__ = [
+    "MODELS",
+    "build_model",
+    "input_problem",
+    "is_known_model",
+    "model_names",
+    "register_model",
+]

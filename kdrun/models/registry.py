@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from .torchvision_zoo import TORCHVISION_PREFIX, build_torchvision, torchvision_names
@@ -51,3 +52,14 @@ def build_model(arch: str, num_classes: int) -> nn.Module:
             f"or {TORCHVISION_HINT} (e.g. {TORCHVISION_PREFIX}resnet18)"
         )
     return MODELS[arch](num_classes)
+
+
+def input_problem(arch: str, num_classes: int, image_size: int) -> str | None:
+    """Why `arch` cannot take `image_size` inputs, or None; a shape-only forward pass on the
+    meta device, so it costs milliseconds and no memory."""
+    try:
+        with torch.device("meta"), torch.no_grad():
+            build_model(arch, num_classes).eval()(torch.empty(2, 3, image_size, image_size))
+    except Exception as exc:  # any layer may object to the shape, each in its own words
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return None
