@@ -128,6 +128,17 @@ def _number(value: str) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _band(ax, pts: list[tuple], attr: str, style: str, color: str, label: str) -> None:
+    """One accuracy curve with its 95% CI band."""
+    xs = [t[0] for t in pts]
+    ys = [100 * getattr(t[1], f"{attr}_acc") for t in pts]
+    ci = [100 * getattr(t[1], f"{attr}_ci95") for t in pts]
+    ax.plot(xs, ys, style, marker="o", color=color, label=label)
+    lo = [y - c for y, c in zip(ys, ci, strict=True)]
+    hi = [y + c for y, c in zip(ys, ci, strict=True)]
+    ax.fill_between(xs, lo, hi, color=color, alpha=0.15)
+
+
 def plot(rows: list[RunRow], path: Path) -> bool:
     """Student (solid) and baseline (dashed) accuracy against the first numeric swept key, one
     line per combination of the other swept keys, with 95% CI bands; False if nothing varies."""
@@ -149,26 +160,23 @@ def plot(rows: list[RunRow], path: Path) -> bool:
         label = " ".join(f"{k}={p.get(k)}" for k in others) or "all runs"
         x = _number(p[x_key]) if numeric else p.get(x_key, "?")
         groups.setdefault(label, []).append((x, r))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (label, pts) in enumerate(sorted(groups.items())):
+    for pts in groups.values():
         pts.sort(key=lambda t: t[0])
-        xs = [t[0] for t in pts]
-        color = f"C{i % 10}"
-        for attr, style, name in (("student", "-", "student"), ("baseline", "--", "baseline")):
-            ys = [100 * getattr(t[1], f"{attr}_acc") for t in pts]
-            ci = [100 * getattr(t[1], f"{attr}_ci95") for t in pts]
-            ax.plot(xs, ys, style, marker="o", color=color, label=f"{name} {label}")
-            ax.fill_between(
-                xs,
-                [y - c for y, c in zip(ys, ci, strict=True)],
-                [y + c for y, c in zip(ys, ci, strict=True)],
-                color=color,
-                alpha=0.15,
-            )
+    # Sweeps over the loss, pool or views share one baseline per x: draw it once, in grey.
+    shared = len({tuple((t[0], t[1].baseline_acc) for t in pts) for pts in groups.values()}) == 1
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for i, (label, pts) in enumerate(sorted(groups.items())):
+        curves = [("student", "-", f"C{i % 10}", f"student {label}")]
+        if not shared:
+            curves.append(("baseline", "--", f"C{i % 10}", f"baseline {label}"))
+        elif i == 0:
+            curves.append(("baseline", "--", "0.4", "baseline (CE on the shots)"))
+        for attr, style, color, name in curves:
+            _band(ax, pts, attr, style, color, name)
     ax.set_xlabel(x_key)
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
