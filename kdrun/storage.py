@@ -1,0 +1,118 @@
+"""Writing to disk safely: atomic files that are whole or absent, and one clear error when a
+path cannot be written (disk full, no permission, read-only), never a traceback or a stub."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from kdrun.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+# For the chaos test only: pause (for KDRUN_PAUSE_SECONDS, default an hour) just before an
+# atomic write whose destination path contains this string is renamed into place, so a SIGKILL
+# lands while that artifact is being written. Unset in normal use; nothing else reads it.
+PAUSE_ENV = "KDRUN_PAUSE_BEFORE_RENAME"
+
+REASONS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EFBIG: "the file would exceed the largest file this process or file system allows",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.EEXIST: "a part of the path is a file, not a directory",
+}
+
+
+class StorageError(ConfigError):
+    """An output or cache path that cannot be written; reported like a bad setting (one
+    paragraph naming the path, exit status 2) because the fix is the user's: space or a path."""
+
+
+def storage_error(path: Path | str, exc: OSError, hint: str = "") -> StorageError:
+    """The one-paragraph message for an OSError met while writing `path`."""
+    reason = REASONS.get(exc.errno or 0) or exc.strerror or str(exc) or type(exc).__name__
+    return StorageError(
+        f"cannot write {path}: {reason} ({errno.errorcode.get(exc.errno or 0, 'OSError')}). "
+        "Nothing partial was left behind; free some space or point "
+        f"{hint or 'cache_dir (KDRUN_CACHE_DIR) or hydra.run.dir'} at a writable directory, "
+        "then run the same command again."
+    )
+
+
+def make_dirs(path: Path, hint: str = "") -> None:
+    """mkdir -p, turning a failure into a StorageError naming the directory."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(path, exc, hint) from exc
+
+
+@contextmanager
+def staged_file(path: Path) -> Iterator[tuple[BinaryIO, Path]]:
+    """A temporary file beside `path` (`.<name>.<random>.tmp`), flushed and fsynced on exit;
+    on any failure it is removed, and an OSError becomes a StorageError naming `path`.
+    The caller renames it into place (see `atomic_write`)."""
+    make_dirs(path.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise storage_error(path, exc) from exc
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f, tmp
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(path, exc) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def commit(tmp: Path, path: Path) -> None:
+    """Rename a finished temporary file into place: readers see the old state or the new one."""
+    _pause_if_asked(path)
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(path, exc) from exc
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Call `write` on a temporary file, then rename it to `path`: readers see the whole file
+    or none, even if this process is killed half-way or the disk fills up."""
+    with staged_file(path) as (f, tmp):
+        write(f)
+    commit(tmp, path)
+
+
+def remove_stale_temps(path: Path) -> int:
+    """Delete temporary files a killed writer of `path` left behind. Call only while no live
+    process can be writing `path` (holding its lock, or owning its run directory)."""
+    removed = 0
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _pause_if_asked(path: Path) -> None:
+    marker = os.environ.get(PAUSE_ENV)
+    if marker and marker in str(path):
+        seconds = float(os.environ.get("KDRUN_PAUSE_SECONDS", "3600"))
+        log.warning("%s: pausing %.0fs before renaming %s into place", PAUSE_ENV, seconds, path)
+        time.sleep(seconds)
