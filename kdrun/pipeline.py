@@ -26,6 +26,7 @@ from kdrun.data.fewshot import Episode, episode_seed, sample_episode
 from kdrun.device import Runtime, resolve_runtime
 from kdrun.metrics import aggregate_reports, classification_report, mean_ci
 from kdrun.soft_labels import SoftLabels, get_soft_labels
+from kdrun.storage import remove_stale_temps
 from kdrun.student import train_student
 from kdrun.teacher import TeacherResult, load_checkpoint, prepare_teacher
 from kdrun.train import cpu_state_dict, predict
@@ -256,6 +257,7 @@ def _add(timing: dict[str, float], key: str, seconds: float) -> None:
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Run `episodes` draws; writes history.csv, episode-0 weights and, last, metrics.json."""
     t0 = time.perf_counter()
+    remove_stale_temps(out_dir, ".*.tmp")  # a killed run's half-written files; never read
     _, runtime = preflight(cfg)
     log.info("device: %s", runtime.describe())
     cache = ArtifactCache(Path(to_absolute_path(cfg.cache_dir)))

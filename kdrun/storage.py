@@ -32,6 +32,7 @@ REASONS = {
     errno.ENOTDIR: "a part of the path is a file, not a directory",
     errno.EEXIST: "a part of the path is a file, not a directory",
 }
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 class StorageError(ConfigError):
@@ -42,11 +43,16 @@ class StorageError(ConfigError):
 def storage_error(path: Path | str, exc: OSError, hint: str = "") -> StorageError:
     """The one-paragraph message for an OSError met while writing `path`."""
     reason = REASONS.get(exc.errno or 0) or exc.strerror or str(exc) or type(exc).__name__
+    code = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+    where = hint or "cache_dir (KDRUN_CACHE_DIR) or hydra.run.dir"
+    fix = (
+        f"free some space or point {where} at another file system"
+        if exc.errno in FULL
+        else f"point {where} at a writable directory"
+    )
     return StorageError(
-        f"cannot write {path}: {reason} ({errno.errorcode.get(exc.errno or 0, 'OSError')}). "
-        "Nothing partial was left behind; free some space or point "
-        f"{hint or 'cache_dir (KDRUN_CACHE_DIR) or hydra.run.dir'} at a writable directory, "
-        "then run the same command again."
+        f"cannot write {path}: {reason} ({code}). Nothing partial was left behind; {fix}, "
+        "then run the same command again: finished artifacts are reused."
     )
 
 
@@ -58,10 +64,28 @@ def make_dirs(path: Path, hint: str = "") -> None:
         raise storage_error(path, exc, hint) from exc
 
 
+class _Guarded:
+    """A file that remembers the OSError of a failed write: torch.save turns a full disk into
+    an opaque RuntimeError ("unexpected pos"), and the path must still be named."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
+
+
 @contextmanager
 def staged_file(path: Path) -> Iterator[tuple[BinaryIO, Path]]:
     """A temporary file beside `path` (`.<name>.<random>.tmp`), flushed and fsynced on exit;
-    on any failure it is removed, and an OSError becomes a StorageError naming `path`.
+    on any failure it is removed, and a write error becomes a StorageError naming `path`.
     The caller renames it into place (see `atomic_write`)."""
     make_dirs(path.parent)
     try:
@@ -69,14 +93,21 @@ def staged_file(path: Path) -> Iterator[tuple[BinaryIO, Path]]:
     except OSError as exc:
         raise storage_error(path, exc) from exc
     tmp = Path(name)
+    guarded = None
     try:
         with os.fdopen(fd, "wb") as f:
-            yield f, tmp
+            guarded = _Guarded(f)
+            yield guarded, tmp  # type: ignore[misc]
             f.flush()
             os.fsync(f.fileno())
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise storage_error(path, exc) from exc
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        if guarded is not None and guarded.error is not None:
+            raise storage_error(path, guarded.error) from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -100,14 +131,27 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     commit(tmp, path)
 
 
-def remove_stale_temps(path: Path) -> int:
-    """Delete temporary files a killed writer of `path` left behind. Call only while no live
-    process can be writing `path` (holding its lock, or owning its run directory)."""
+def remove_stale_temps(path: Path, pattern: str | None = None) -> int:
+    """Delete temporary files a killed writer of `path` (or of any file in directory `path`
+    with pattern ".*.tmp") left behind. Call only while no live process can be writing there
+    (holding the entry's lock, or owning the run directory)."""
     removed = 0
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+    temps = path.glob(pattern) if pattern else path.parent.glob(f".{path.name}.*.tmp")
+    for tmp in temps:
         tmp.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+def ensure_writable_dir(path: Path, key: str) -> None:
+    """Create directory `path` and prove a file can be written in it, or raise StorageError
+    naming `key` (the setting that chose the path)."""
+    make_dirs(path, key)
+    try:
+        with tempfile.TemporaryFile(dir=path, prefix=".kdrun-probe."):
+            pass
+    except OSError as exc:
+        raise storage_error(path, exc, key) from exc
 
 
 def _pause_if_asked(path: Path) -> None:
