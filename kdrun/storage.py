@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,8 +19,8 @@ from kdrun.config import ConfigError
 log = logging.getLogger(__name__)
 
 # For the chaos test only: pause (for KDRUN_PAUSE_SECONDS, default an hour) just before an
-# atomic write whose destination path contains this string is renamed into place, so a SIGKILL
-# lands while that artifact is being written. Unset in normal use; nothing else reads it.
+# atomic write whose destination path matches this glob (e.g. "*/soft_labels/*.pt") is renamed
+# into place, so a SIGKILL lands while that artifact is being written. Unset in normal use.
 PAUSE_ENV = "KDRUN_PAUSE_BEFORE_RENAME"
 
 REASONS = {
@@ -155,8 +156,8 @@ def ensure_writable_dir(path: Path, key: str) -> None:
 
 
 def _pause_if_asked(path: Path) -> None:
-    marker = os.environ.get(PAUSE_ENV)
-    if marker and marker in str(path):
+    pattern = os.environ.get(PAUSE_ENV)
+    if pattern and fnmatch(str(path), pattern):
         seconds = float(os.environ.get("KDRUN_PAUSE_SECONDS", "3600"))
         log.warning("%s: pausing %.0fs before renaming %s into place", PAUSE_ENV, seconds, path)
         time.sleep(seconds)
