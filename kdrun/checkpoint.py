@@ -17,6 +17,9 @@ from kdrun.cache import ArtifactCache, digest
 log = logging.getLogger(__name__)
 
 KIND = "teacher_state"
+STATE_VERSION = 1  # bump when the saved fields change: old states are then simply not found
+REQUIRED = {"epoch", "epochs", "step", "model", "optimizer", "scheduler", "generator"}
+REQUIRED |= {"torch_rng", "device", "history"}
 
 
 @dataclass
@@ -40,7 +43,7 @@ class TrainingCheckpoint:
         self, cache: ArtifactCache, owner_key: str, every: int, resume: bool, stage: str
     ) -> None:
         self.cache, self.every, self.resume, self.stage = cache, every, resume, stage
-        self.key = digest({"kind": KIND, "owner": owner_key})
+        self.key = digest({"kind": KIND, "owner": owner_key, "v": STATE_VERSION})
 
     @property
     def path(self) -> Path:
@@ -53,12 +56,14 @@ class TrainingCheckpoint:
         if saved is None:
             return False
         device = state.generator.device.type
-        where = f"epoch {saved['epoch']}/{epochs} ({self.path})"
+        where = f"epoch {saved.get('epoch', '?')}/{epochs} ({self.path})"
         if not self.resume:
             log.info("%s: resume=false: ignoring the checkpoint at %s", self.stage, where)
             return False
-        if saved["device"] != device or saved["epochs"] != epochs:
-            log.info("%s: checkpoint at %s is for %s; starting over", self.stage, where, device)
+        problem = _mismatch(saved, state, epochs)
+        if problem:
+            log.warning("%s: checkpoint at %s %s; starting over", self.stage, where, problem)
+            self.discard()
             return False
         state.model.load_state_dict(saved["model"])
         state.optimizer.load_state_dict(saved["optimizer"])
@@ -97,3 +102,20 @@ class TrainingCheckpoint:
     def discard(self) -> None:
         """Delete the training state once the finished artifact is stored."""
         self.cache.discard(KIND, self.key)
+
+
+def _mismatch(saved: dict, state: LoopState, epochs: int) -> str:
+    """Why `saved` cannot continue this run ("" if it can), checked before anything is loaded so
+    a refused state leaves the fresh model and optimiser untouched."""
+    missing = REQUIRED - saved.keys()
+    if missing:
+        return f"lacks {', '.join(sorted(missing))}"
+    device = state.generator.device.type
+    if saved["device"] != device:
+        return f"was made on {saved['device']}, this run is on {device}"
+    if saved["epochs"] != epochs or not 0 < saved["epoch"] < epochs:
+        return f"is for {saved['epochs']} epochs"
+    shapes = {k: tuple(v.shape) for k, v in state.model.state_dict().items()}
+    if {k: tuple(v.shape) for k, v in saved["model"].items()} != shapes:
+        return "does not fit the model"
+    return ""

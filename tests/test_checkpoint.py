@@ -106,6 +106,28 @@ def test_resume_false_starts_over(compose_cfg, tmp_path, monkeypatch, caplog):
     assert calls == list(range(1, EPOCHS + 1))  # every epoch trained again
 
 
+def test_a_state_that_does_not_fit_is_discarded_and_training_starts_over(
+    compose_cfg, tmp_path, monkeypatch, caplog
+):
+    cfg = compose_cfg(*FAST)
+    reference, _ = train_teacher(cfg, tmp_path / "reference")
+    with monkeypatch.context() as m:
+        interrupt_after(m, 2)
+        with pytest.raises(Interrupted):
+            train_teacher(cfg, tmp_path / "cache")
+    (path,) = (tmp_path / "cache" / KIND).glob("*.pt")
+    cache = ArtifactCache(tmp_path / "cache")
+    saved = cache.load(KIND, path.stem)
+    saved["device"] = "mps"  # e.g. made on another machine sharing the cache
+    cache.save(KIND, path.stem, {k: v for k, v in saved.items() if not k.startswith("_")})
+    with caplog.at_level(logging.INFO, logger="kdrun"):
+        again, _ = train_teacher(cfg, tmp_path / "cache")
+    assert "was made on mps, this run is on cpu; starting over" in caplog.text
+    assert "resuming" not in caplog.text and not path.exists()
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(tensor, again.model.state_dict()[name]), name
+
+
 def test_checkpoints_every_n_epochs(compose_cfg, tmp_path, monkeypatch):
     saved = []
     real_save = ArtifactCache.save
