@@ -96,3 +96,17 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(tmp_path):
     # The same file unpickled without weights_only would have run it: the test is not vacuous.
     torch.load(evil, weights_only=False)
     assert marker.exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_log_file_on_a_full_disk_does_not_spray_tracebacks(tmp_path):
+    """Every write to /dev/full fails with ENOSPC: the run still finishes, quietly."""
+    proc = kdrun(
+        *SMOKE_FAST,
+        "hydra.job_logging.handlers.file.filename=/dev/full",
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "Logging error" not in proc.stderr
+    assert (tmp_path / "run" / "metrics.json").exists()
