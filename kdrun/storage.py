@@ -144,13 +144,17 @@ def remove_stale_temps(path: Path, pattern: str | None = None) -> int:
     return removed
 
 
+PROBE_BYTES = 64 * 1024  # about what Hydra writes into a run directory before the job starts
+
+
 def ensure_writable_dir(path: Path, key: str) -> None:
-    """Create directory `path` and prove a file can be written in it, or raise StorageError
-    naming `key` (the setting that chose the path)."""
+    """Create directory `path` and prove PROBE_BYTES can be written in it (a full disk fails
+    here, not in Hydra's own writes), or raise StorageError naming `key`, the setting."""
     make_dirs(path, key)
     try:
-        with tempfile.TemporaryFile(dir=path, prefix=".kdrun-probe."):
-            pass
+        with tempfile.TemporaryFile(dir=path, prefix=".kdrun-probe.") as probe:
+            probe.write(bytes(PROBE_BYTES))
+            probe.flush()
     except OSError as exc:
         raise storage_error(path, exc, key) from exc
 

@@ -55,6 +55,25 @@ def test_a_full_disk_names_the_path_and_leaves_no_partial_entry(tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["teacher"]["test_acc"] > 0
 
 
+def test_a_run_dir_on_a_full_disk_fails_before_any_work(tmp_path):
+    """Hydra writes its .hydra/ files before the job: a full disk is caught by a probe first."""
+
+    def limit_file_size() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, 16 * 1024))
+
+    proc = subprocess.run(
+        [KDRUN, *SMOKE_FAST, "hydra.run.dir=run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit_file_size,
+    )
+    assert_clean_failure(proc, f"cannot write {tmp_path / 'run'}", "EFBIG", "hydra.run.dir")
+    assert proc.returncode == 2 and list((tmp_path / "run").iterdir()) == []
+
+
 @pytest.mark.parametrize("key", ["hydra.run.dir", "cache_dir"])
 def test_an_output_path_through_a_file_is_named_in_one_message(tmp_path, key):
     (tmp_path / "a_file").write_text("not a directory")
