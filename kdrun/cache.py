@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # 2: every payload has a `.sum` record (size + SHA-256), verified on read
 LOCK_TIMEOUT_S = 6 * 3600  # longer than any teacher should take; then fail loudly
+SETTING = "cache_dir (KDRUN_CACHE_DIR)"  # what to change when the cache cannot be written
 
 
 class CorruptEntry(Exception):
@@ -160,15 +161,15 @@ class ArtifactCache:
         """Store `entry` under `key`: payload staged, its record written, then the payload
         renamed into place. A failure (disk full, kill) leaves no payload to trust."""
         path = self.path(kind, key)
-        with staged_file(path) as (f, tmp):
+        with staged_file(path, SETTING) as (f, tmp):
             torch.save({**entry, "_key": key, "_format": FORMAT_VERSION}, f)
         try:
             record = json.dumps(checksum_record(tmp))
-            atomic_write(record_path(path), lambda f: f.write(record.encode()))
+            atomic_write(record_path(path), lambda f: f.write(record.encode()), SETTING)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        commit(tmp, path)
+        commit(tmp, path, SETTING)
         return path
 
     def discard(self, kind: str, key: str) -> None:
@@ -190,7 +191,7 @@ class ArtifactCache:
         An OS-level lock (flock) dies with its process, so a killed job never blocks the rest.
         """
         path = self.path(kind, key).with_suffix(".lock")
-        make_dirs(path.parent, "cache_dir (KDRUN_CACHE_DIR)")
+        make_dirs(path.parent, SETTING)
         lock = FileLock(str(path), timeout=LOCK_TIMEOUT_S)
         try:
             try:
@@ -199,7 +200,7 @@ class ArtifactCache:
                 log.info("cache: waiting for another job building %s %s", kind, key[:12])
                 lock.acquire()
         except OSError as exc:
-            raise storage_error(path, exc, "cache_dir (KDRUN_CACHE_DIR)") from exc
+            raise storage_error(path, exc, SETTING) from exc
         try:
             yield
         finally:

@@ -1,5 +1,5 @@
 """Writing to disk safely: atomic files that are whole or absent, and one clear error when a
-path cannot be written (disk full, no permission, read-only), never a traceback or a stub."""
+path cannot be written (disk full, no permission, read-only), never a traceback."""
 
 from __future__ import annotations
 
@@ -45,15 +45,15 @@ def storage_error(path: Path | str, exc: OSError, hint: str = "") -> StorageErro
     """The one-paragraph message for an OSError met while writing `path`."""
     reason = REASONS.get(exc.errno or 0) or exc.strerror or str(exc) or type(exc).__name__
     code = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
-    where = hint or "cache_dir (KDRUN_CACHE_DIR) or hydra.run.dir"
+    where = f"point {hint} at" if hint else "choose"
     fix = (
-        f"free some space or point {where} at another file system"
+        f"free some space or {where} another file system"
         if exc.errno in FULL
-        else f"point {where} at a writable directory"
+        else f"{where} a writable directory"
     )
     return StorageError(
-        f"cannot write {path}: {reason} ({code}). Nothing partial was left behind; {fix}, "
-        "then run the same command again: finished artifacts are reused."
+        f"cannot write {path}: {reason} ({code}). Nothing partial was left behind; {fix} "
+        "and run again: every finished artifact is reused."
     )
 
 
@@ -84,15 +84,15 @@ class _Guarded:
 
 
 @contextmanager
-def staged_file(path: Path) -> Iterator[tuple[BinaryIO, Path]]:
+def staged_file(path: Path, hint: str = "") -> Iterator[tuple[BinaryIO, Path]]:
     """A temporary file beside `path` (`.<name>.<random>.tmp`), flushed and fsynced on exit;
     on any failure it is removed, and a write error becomes a StorageError naming `path`.
-    The caller renames it into place (see `atomic_write`)."""
-    make_dirs(path.parent)
+    The caller renames it into place (see `atomic_write`); `hint` names the setting to change."""
+    make_dirs(path.parent, hint)
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise storage_error(path, exc) from exc
+        raise storage_error(path, exc, hint) from exc
     tmp = Path(name)
     guarded = None
     try:
@@ -103,33 +103,33 @@ def staged_file(path: Path) -> Iterator[tuple[BinaryIO, Path]]:
             os.fsync(f.fileno())
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise storage_error(path, exc) from exc
+        raise storage_error(path, exc, hint) from exc
     except Exception as exc:
         tmp.unlink(missing_ok=True)
         if guarded is not None and guarded.error is not None:
-            raise storage_error(path, guarded.error) from exc
+            raise storage_error(path, guarded.error, hint) from exc
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def commit(tmp: Path, path: Path) -> None:
+def commit(tmp: Path, path: Path, hint: str = "") -> None:
     """Rename a finished temporary file into place: readers see the old state or the new one."""
     _pause_if_asked(path)
     try:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise storage_error(path, exc) from exc
+        raise storage_error(path, exc, hint) from exc
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object], hint: str = "") -> None:
     """Call `write` on a temporary file, then rename it to `path`: readers see the whole file
     or none, even if this process is killed half-way or the disk fills up."""
-    with staged_file(path) as (f, tmp):
+    with staged_file(path, hint) as (f, tmp):
         write(f)
-    commit(tmp, path)
+    commit(tmp, path, hint)
 
 
 def remove_stale_temps(path: Path, pattern: str | None = None) -> int:
