@@ -1,8 +1,16 @@
 """Content-addressed artifact store: decoded images, teachers, teacher evaluations, soft labels.
 
 Keys are SHA-256 hashes of everything that changes an artifact, so user strings never reach a
-path. Writes go to a temporary file that is renamed into place only when complete, so a killed
-run leaves either a whole entry or none; an entry that fails to load is moved aside and rebuilt.
+path. Each entry is two files in `<cache_dir>/<kind>/`:
+
+- `<key>.pt`: the payload, written by `torch.save` and loaded only with `weights_only=True`;
+- `<key>.pt.sum`: a small JSON record of the payload's size and SHA-256.
+
+Both are written to temporary files and renamed into place, the record first and the payload
+last, so a payload that is visible always has its record. On read the size and checksum are
+verified before unpickling: a truncated, corrupt, foreign or record-less entry (including
+format 1, which had no records) is reported in one warning line, moved aside to `.corrupt`
+and rebuilt. A builder holds the entry's lock, and removes temporaries a killed builder left.
 """
 
 from __future__ import annotations
@@ -11,19 +19,45 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 from filelock import FileLock, Timeout
 
+from kdrun.storage import (
+    StorageError,
+    atomic_write,
+    commit,
+    make_dirs,
+    remove_stale_temps,
+    staged_file,
+    storage_error,
+)
+
+__all__ = [
+    "ArtifactCache",
+    "CorruptEntry",
+    "StorageError",
+    "atomic_torch_save",
+    "atomic_write",
+    "atomic_write_text",
+    "digest",
+    "file_digest",
+    "tensor_digest",
+]
+
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every payload has a `.sum` record (size + SHA-256), verified on read
 LOCK_TIMEOUT_S = 6 * 3600  # longer than any teacher should take; then fail loudly
+SETTING = "cache_dir (KDRUN_CACHE_DIR)"  # what to change when the cache cannot be written
+
+
+class CorruptEntry(Exception):
+    """A cache file that must not be trusted: truncated, altered, unrecorded or unloadable."""
 
 
 def digest(parts: Mapping[str, Any]) -> str:
@@ -41,27 +75,12 @@ def tensor_digest(tensor: torch.Tensor) -> str:
 
 
 def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call `write` on a temporary file, then rename it to `path`: readers see the whole file
-    or none, even if this process is killed half-way."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -70,6 +89,37 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 def atomic_write_text(text: str, path: Path) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def record_path(path: Path) -> Path:
+    """Where the size and checksum of payload `path` are recorded."""
+    return path.with_name(path.name + ".sum")
+
+
+def checksum_record(path: Path) -> dict[str, Any]:
+    """The record that vouches for the payload file `path` as it is now."""
+    return {"format": FORMAT_VERSION, "size": path.stat().st_size, "sha256": file_digest(path)}
+
+
+def verify(path: Path) -> None:
+    """Raise CorruptEntry unless `path` has a record and matches its size and checksum."""
+    try:
+        record = json.loads(record_path(path).read_text())
+        size, sha = int(record["size"]), str(record["sha256"])
+    except FileNotFoundError:
+        raise CorruptEntry("no checksum record (older cache format or tampered)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CorruptEntry(f"unreadable checksum record ({type(exc).__name__})") from None
+    actual = path.stat().st_size
+    if actual != size:
+        raise CorruptEntry(f"truncated or padded: {actual} bytes, {size} recorded")
+    if file_digest(path) != sha:
+        raise CorruptEntry("SHA-256 does not match the recorded checksum")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
 
 
 class ArtifactCache:
@@ -83,27 +133,56 @@ class ArtifactCache:
         return self.root / kind / f"{key}.pt"
 
     def load(self, kind: str, key: str) -> dict[str, Any] | None:
-        """Return the stored entry, or None when absent or unreadable (then moved aside)."""
+        """Return the stored entry, or None when absent or untrustworthy (then moved aside)."""
         path = self.path(kind, key)
         if not path.exists():
             return None
         try:
-            entry = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            verify(path)
+            try:
+                entry = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except Exception as exc:  # e.g. a pickle that would run code: refused, never run
+                raise CorruptEntry(f"not a weights-only checkpoint: {_one_line(exc)}") from None
             if not isinstance(entry, dict) or entry.get("_key") != key:
-                raise ValueError("entry does not carry its own key")
-        except Exception as exc:  # corrupt, truncated or foreign file: never trust it
-            aside = path.with_name(path.name + ".corrupt")
-            os.replace(path, aside)
-            log.warning(
-                "cache: %s entry %s unreadable (%s); moved to %s", kind, key[:12], exc, aside
-            )
+                raise CorruptEntry("entry does not carry its own key")
+        except (CorruptEntry, OSError) as exc:
+            self._move_aside(path, exc)
             return None
         return entry
 
+    def _move_aside(self, path: Path, exc: BaseException) -> None:
+        aside = path.with_name(path.name + ".corrupt")
+        with suppress(FileNotFoundError):  # another reader may have moved it first
+            os.replace(path, aside)
+        record_path(path).unlink(missing_ok=True)
+        log.warning("cache: %s is corrupt (%s); moved aside to %s, rebuilding it", path, exc, aside)
+
     def save(self, kind: str, key: str, entry: dict[str, Any]) -> Path:
+        """Store `entry` under `key`: payload staged, its record written, then the payload
+        renamed into place. A failure (disk full, kill) leaves no payload to trust."""
         path = self.path(kind, key)
-        atomic_torch_save({**entry, "_key": key, "_format": FORMAT_VERSION}, path)
+        with staged_file(path, SETTING) as (f, tmp):
+            torch.save({**entry, "_key": key, "_format": FORMAT_VERSION}, f)
+        try:
+            record = json.dumps(checksum_record(tmp))
+            atomic_write(record_path(path), lambda f: f.write(record.encode()), SETTING)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        commit(tmp, path, SETTING)
         return path
+
+    def discard(self, kind: str, key: str) -> None:
+        """Remove an entry that is no longer needed (e.g. a finished teacher's training state)."""
+        path = self.path(kind, key)
+        path.unlink(missing_ok=True)
+        record_path(path).unlink(missing_ok=True)
+
+    def remove_stale_temps(self, kind: str, key: str) -> None:
+        """Delete what a killed writer of this entry left; call while holding its lock."""
+        removed = remove_stale_temps(self.path(kind, key))
+        if removed:
+            log.info("cache: removed %d temporary file(s) of a killed %s writer", removed, kind)
 
     @contextmanager
     def lock(self, kind: str, key: str) -> Iterator[None]:
@@ -112,13 +191,16 @@ class ArtifactCache:
         An OS-level lock (flock) dies with its process, so a killed job never blocks the rest.
         """
         path = self.path(kind, key).with_suffix(".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent, SETTING)
         lock = FileLock(str(path), timeout=LOCK_TIMEOUT_S)
         try:
-            lock.acquire(timeout=1)
-        except Timeout:
-            log.info("cache: waiting for another job building %s %s", kind, key[:12])
-            lock.acquire()
+            try:
+                lock.acquire(timeout=1)
+            except Timeout:
+                log.info("cache: waiting for another job building %s %s", kind, key[:12])
+                lock.acquire()
+        except OSError as exc:
+            raise storage_error(path, exc, SETTING) from exc
         try:
             yield
         finally:
@@ -135,6 +217,7 @@ class ArtifactCache:
                 entry = self.load(kind, key)  # another job may have built it while we waited
                 hit = entry is not None
                 if not hit:
+                    self.remove_stale_temps(kind, key)
                     entry = build()
                     self.save(kind, key, entry)
         self.record(kind, hit)

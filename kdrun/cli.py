@@ -65,6 +65,7 @@ def _main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    logging.raiseExceptions = False  # a full disk must not turn each log line into a traceback
     _main()
 
 

@@ -41,6 +41,8 @@ class TeacherConf(TrainConf):
     seed: int = 0
     checkpoint: str | None = None
     tta_flip: bool = False  # score the teacher on the mean logits of each image and its mirror
+    resume: bool = True  # continue a killed training from its last checkpoint
+    checkpoint_every: int = 1  # epochs between training-state checkpoints in cache_dir
 
 
 @dataclass
@@ -192,6 +194,8 @@ def check_ranges(cfg: DictConfig) -> None:
         cfg.teacher.epochs >= 1 or cfg.teacher.checkpoint,
         f"teacher.epochs={cfg.teacher.epochs} is invalid: it must be >= 1.",
     )
+    every = cfg.teacher.checkpoint_every
+    _require(every >= 1, f"teacher.checkpoint_every={every} is invalid: it must be >= 1 (epochs).")
     _require(cfg.student.steps >= 1, f"student.steps={cfg.student.steps} is invalid: >= 1.")
     _require(
         cfg.loss.name in LOSSES,

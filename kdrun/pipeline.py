@@ -30,6 +30,7 @@ from kdrun.losses import Distiller, build_loss
 from kdrun.metrics import aggregate_reports, classification_report, mean_ci
 from kdrun.models import build_model, input_problem
 from kdrun.soft_labels import SoftLabels, get_soft_labels
+from kdrun.storage import remove_stale_temps
 from kdrun.student import train_student
 from kdrun.teacher import TeacherResult, load_checkpoint, prepare_teacher
 from kdrun.teacher_features import TeacherFeatures, get_teacher_features
@@ -344,6 +345,7 @@ def _add(timing: dict[str, float], key: str, seconds: float) -> None:
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Run `episodes` draws; writes history.csv, episode-0 weights and, last, metrics.json."""
     t0 = time.perf_counter()
+    remove_stale_temps(out_dir, ".*.tmp")  # a killed run's half-written files; never read
     _, runtime = preflight(cfg)
     log.info("device: %s", runtime.describe())
     cache = ArtifactCache(Path(to_absolute_path(cfg.cache_dir)))

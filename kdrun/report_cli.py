@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from kdrun.storage import StorageError
 from kdrun.summary import collect, to_rich, write_summary
 
 
@@ -28,7 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print("kdrun-report: no finished run (metrics.json) under the given paths", file=sys.stderr)
         return 1
-    paths = write_summary(rows, args.out)
+    try:
+        paths = write_summary(rows, args.out)
+    except StorageError as exc:
+        print(f"kdrun-report: {exc}", file=sys.stderr)
+        return 2
     Console(width=None if sys.stdout.isatty() else 140).print(
         to_rich(rows, f"kdrun report · {len(rows)} runs")
     )

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from kdrun.cache import ArtifactCache, digest, file_digest
+from kdrun.checkpoint import TrainingCheckpoint
 from kdrun.config import ConfigError
 from kdrun.data import ImageDataset
 from kdrun.data.augment import Normalize
@@ -157,9 +158,13 @@ def prepare_teacher(
         return TeacherResult(model, identity, "checkpoint")
     key = teacher_key(cfg, dataset, episode, OmegaConf.to_container(augment))
     start = time.perf_counter()
+    checkpoint = TrainingCheckpoint(cache, key, cfg.checkpoint_every, cfg.resume, "teacher")
     entry, hit = cache.get_or_build(
-        "teacher", key, lambda: _train(cfg, augment, dataset, episode, normalize, runtime)
+        "teacher",
+        key,
+        lambda: _train(cfg, augment, dataset, episode, normalize, runtime, checkpoint),
     )
+    checkpoint.discard()  # the finished teacher is stored: its training state is not needed
     model = build_model(cfg.arch, ways)
     model.load_state_dict(entry["state_dict"])
     model = runtime.place(model)
@@ -178,8 +183,10 @@ def _train(
     episode: Episode,
     normalize: Normalize,
     runtime: Runtime,
+    checkpoint: TrainingCheckpoint | None = None,
 ) -> dict:
-    """Train on every training image of the episode's classes; returns the cache entry."""
+    """Train on every training image of the episode's classes, resuming from and saving to
+    `checkpoint`; returns the cache entry."""
     torch.manual_seed(cfg.seed)
     model = runtime.place(build_model(cfg.arch, episode.ways))
     images = dataset.train.images[episode.teacher_indices].to(runtime.device)
@@ -197,5 +204,6 @@ def _train(
         runtime,
         seed=cfg.seed,
         stage="teacher",
+        checkpoint=checkpoint,
     )
     return {"state_dict": cpu_state_dict(model), "arch": cfg.arch, "history": history}

@@ -12,6 +12,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from kdrun.checkpoint import LoopState, TrainingCheckpoint
 from kdrun.data.augment import Normalize
 from kdrun.device import Runtime
 from kdrun.losses import Loss
@@ -68,11 +69,13 @@ def fit(
     *,
     seed: int,
     stage: str,
+    checkpoint: TrainingCheckpoint | None = None,
 ) -> list[dict]:
     """Train in place on a set already on the device; returns one history row per epoch.
 
     The loss sees the student's features at the layers it names and trains its own parameters
-    (projections) alongside the model's."""
+    (projections) alongside the model's. With `checkpoint`, resume from its saved state and
+    save state between epochs."""
     dev = runtime.device
     n = len(train_set)
     bs = min(schedule.batch_size, n)
@@ -88,13 +91,17 @@ def fit(
         weight_decay=schedule.weight_decay,
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule.lr_factor)
-    history, step, start = [], 0, time.perf_counter()
+    history, step, first = [], 0, 1
+    state = LoopState(model, opt, sched, gen)
+    if checkpoint is not None and checkpoint.restore(state, epochs):
+        history, step, first = state.history, state.step, state.epoch + 1
+    start = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
     model.train()
     loss_fn.train()
     net = torch.compile(model) if runtime.compile else model  # shares model's parameters
     tap = FeatureTap(model, loss_fn.student_layers)
     with tap, stage_progress(stage, schedule.steps, epochs) as progress:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(first, epochs + 1):
             perm = torch.randperm(n, generator=gen, device=dev)
             loss_sum = torch.zeros((), device=dev)
             correct = torch.zeros((), device=dev, dtype=torch.int64)
@@ -134,6 +141,10 @@ def fit(
             }
             history.append(row)
             progress.epoch_done(epoch, f"loss {row['loss']:.3f} train acc {row['train_acc']:.3f}")
+            if checkpoint is not None:
+                checkpoint.after_epoch(
+                    LoopState(model, opt, sched, gen, epoch, step, history), epochs
+                )
     return history
 
 

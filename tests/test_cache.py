@@ -1,10 +1,14 @@
+import errno
+import json
+import logging
 import os
 
 import pytest
 import torch
 
 from kdrun import cache as cache_mod
-from kdrun.cache import ArtifactCache, digest, tensor_digest
+from kdrun import storage
+from kdrun.cache import ArtifactCache, StorageError, digest, record_path, tensor_digest
 
 
 def test_digest_is_stable_and_order_independent():
@@ -55,7 +59,9 @@ def test_an_entry_stored_under_another_key_is_not_trusted(tmp_path):
     c = ArtifactCache(tmp_path)
     a, b = digest({"k": "a"}), digest({"k": "b"})
     c.save("kind", a, {"t": torch.ones(1)})
-    c.path("kind", b).write_bytes(c.path("kind", a).read_bytes())
+    src, dst = c.path("kind", a), c.path("kind", b)
+    dst.write_bytes(src.read_bytes())
+    record_path(dst).write_bytes(record_path(src).read_bytes())  # its checksum is valid too
     assert c.load("kind", b) is None
 
 
@@ -69,5 +75,69 @@ def test_pickled_code_is_refused(tmp_path):
     path = c.path("kind", key)
     path.parent.mkdir(parents=True)
     torch.save({"_key": key, "x": Boom()}, path)
+    record_path(path).write_text(json.dumps(cache_mod.checksum_record(path)))  # passes verify
     assert c.load("kind", key) is None
     assert not (tmp_path / "pwned").exists()
+
+
+def _entry(c: ArtifactCache, name: str):
+    key = digest({"name": name})
+    c.save("kind", key, {"t": torch.arange(1000.0)})
+    return key, c.path("kind", key)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "no_record"])
+def test_damaged_entries_are_reported_in_one_line_moved_aside_and_rebuilt(tmp_path, caplog, damage):
+    c = ArtifactCache(tmp_path)
+    key, path = _entry(c, damage)
+    data = path.read_bytes()
+    if damage == "truncate":  # as if the disk filled up or a copy was cut short
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":  # same size, one byte changed
+        mid = len(data) // 2
+        path.write_bytes(data[:mid] + bytes([data[mid] ^ 0xFF]) + data[mid + 1 :])
+    else:  # a format-1 entry, or a payload copied in by hand
+        record_path(path).unlink()
+    reason = {"truncate": "truncated", "flip": "SHA-256", "no_record": "no checksum record"}
+    with caplog.at_level(logging.WARNING, logger="kdrun.cache"):
+        entry, hit = c.get_or_build("kind", key, lambda: {"t": torch.zeros(2)})
+    assert not hit and torch.equal(entry["t"], torch.zeros(2))  # rebuilt, not the damaged one
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert str(path) in warning and reason[damage] in warning and "\n" not in warning
+    assert path.with_name(path.name + ".corrupt").exists()
+    assert torch.equal(c.load("kind", key)["t"], torch.zeros(2))  # the rebuilt entry verifies
+
+
+def test_a_builder_removes_temporaries_a_killed_writer_left(tmp_path):
+    c = ArtifactCache(tmp_path)
+    key = digest({"x": "stale"})
+    path = c.path("kind", key)
+    path.parent.mkdir(parents=True)
+    stale = [path.with_name(f".{path.name}.abc123.tmp"), path.with_name(f".{path.name}.sum.x.tmp")]
+    other = path.with_name(".someone-else.pt.zzz.tmp")  # another entry's writer: left alone
+    for p in [*stale, other]:
+        p.write_bytes(b"half")
+    c.get_or_build("kind", key, lambda: {"t": torch.ones(1)})
+    assert not any(p.exists() for p in stale) and other.exists()
+    left = {p.name for p in path.parent.iterdir() if not p.name.endswith(".lock")}
+    assert left == {path.name, record_path(path).name, other.name}
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EFBIG, errno.EACCES])
+def test_a_full_disk_gives_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch, code):
+    c = ArtifactCache(tmp_path)
+    key = digest({"x": "full"})
+    real_fsync = os.fsync
+
+    def full(fd):  # the data did not fit: the write is reported at flush/fsync time
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(storage.os, "fsync", full)
+    with pytest.raises(StorageError) as info:
+        c.save("kind", key, {"t": torch.ones(1000)})
+    monkeypatch.setattr(storage.os, "fsync", real_fsync)
+    message = str(info.value)
+    assert str(c.path("kind", key)) in message and "\n" not in message
+    assert errno.errorcode[code] in message
+    assert os.listdir(tmp_path / "kind") == []  # no payload, no record, no temporary
+    assert c.load("kind", key) is None

@@ -1,0 +1,167 @@
+"""Writing to disk safely: atomic files that are whole or absent, and one clear error when a
+path cannot be written (disk full, no permission, read-only), never a traceback."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import BinaryIO
+
+from kdrun.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+# For the chaos test only: pause (for KDRUN_PAUSE_SECONDS, default an hour) just before an
+# atomic write whose destination path matches this glob (e.g. "*/soft_labels/*.pt") is renamed
+# into place, so a SIGKILL lands while that artifact is being written. Unset in normal use.
+PAUSE_ENV = "KDRUN_PAUSE_BEFORE_RENAME"
+
+REASONS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EFBIG: "the file would exceed the largest file this process or file system allows",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.EEXIST: "a part of the path is a file, not a directory",
+}
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class StorageError(ConfigError):
+    """An output or cache path that cannot be written; reported like a bad setting (one
+    paragraph naming the path, exit status 2) because the fix is the user's: space or a path."""
+
+
+def storage_error(path: Path | str, exc: OSError, hint: str = "") -> StorageError:
+    """The one-paragraph message for an OSError met while writing `path`."""
+    reason = REASONS.get(exc.errno or 0) or exc.strerror or str(exc) or type(exc).__name__
+    code = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+    where = f"point {hint} at" if hint else "choose"
+    fix = (
+        f"free some space or {where} another file system"
+        if exc.errno in FULL
+        else f"{where} a writable directory"
+    )
+    return StorageError(
+        f"cannot write {path}: {reason} ({code}). Nothing partial was left behind; {fix} "
+        "and run again: every finished artifact is reused."
+    )
+
+
+def make_dirs(path: Path, hint: str = "") -> None:
+    """mkdir -p, turning a failure into a StorageError naming the directory."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(path, exc, hint) from exc
+
+
+class _Guarded:
+    """A file that remembers the OSError of a failed write: torch.save turns a full disk into
+    an opaque RuntimeError ("unexpected pos"), and the path must still be named."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
+
+
+@contextmanager
+def staged_file(path: Path, hint: str = "") -> Iterator[tuple[BinaryIO, Path]]:
+    """A temporary file beside `path` (`.<name>.<random>.tmp`), flushed and fsynced on exit;
+    on any failure it is removed, and a write error becomes a StorageError naming `path`.
+    The caller renames it into place (see `atomic_write`); `hint` names the setting to change."""
+    make_dirs(path.parent, hint)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise storage_error(path, exc, hint) from exc
+    tmp = Path(name)
+    guarded = None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            guarded = _Guarded(f)
+            yield guarded, tmp  # type: ignore[misc]
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(path, exc, hint) from exc
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        if guarded is not None and guarded.error is not None:
+            raise storage_error(path, guarded.error, hint) from exc
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def commit(tmp: Path, path: Path, hint: str = "") -> None:
+    """Rename a finished temporary file into place: readers see the old state or the new one."""
+    _pause_if_asked(path)
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(path, exc, hint) from exc
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], object], hint: str = "") -> None:
+    """Call `write` on a temporary file, then rename it to `path`: readers see the whole file
+    or none, even if this process is killed half-way or the disk fills up."""
+    with staged_file(path, hint) as (f, tmp):
+        write(f)
+    commit(tmp, path, hint)
+
+
+def remove_stale_temps(path: Path, pattern: str | None = None) -> int:
+    """Delete temporary files a killed writer of `path` (or of any file in directory `path`
+    with pattern ".*.tmp") left behind. Call only while no live process can be writing there
+    (holding the entry's lock, or owning the run directory)."""
+    removed = 0
+    temps = path.glob(pattern) if pattern else path.parent.glob(f".{path.name}.*.tmp")
+    for tmp in temps:
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+PROBE_BYTES = 64 * 1024  # about what Hydra writes into a run directory before the job starts
+
+
+def ensure_writable_dir(path: Path, key: str) -> None:
+    """Create directory `path` and prove PROBE_BYTES can be written in it (a full disk fails
+    here, not in Hydra's own writes), or raise StorageError naming `key`, the setting."""
+    make_dirs(path, key)
+    try:
+        with tempfile.TemporaryFile(dir=path, prefix=".kdrun-probe.") as probe:
+            probe.write(bytes(PROBE_BYTES))
+            probe.flush()
+    except OSError as exc:
+        raise storage_error(path, exc, key) from exc
+
+
+def _pause_if_asked(path: Path) -> None:
+    pattern = os.environ.get(PAUSE_ENV)
+    if pattern and fnmatch(str(path), pattern):
+        seconds = float(os.environ.get("KDRUN_PAUSE_SECONDS", "3600"))
+        log.warning("%s: pausing %.0fs before renaming %s into place", PAUSE_ENV, seconds, path)
+        time.sleep(seconds)
