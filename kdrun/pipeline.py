@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from kdrun.losses import Distiller, build_loss
 from kdrun.metrics import aggregate_reports, classification_report, mean_ci
 from kdrun.models import build_model, input_problem
 from kdrun.soft_labels import SoftLabels, get_soft_labels
-from kdrun.storage import remove_stale_temps
+from kdrun.storage import ensure_writable_dir, remove_stale_temps
 from kdrun.student import train_student
 from kdrun.teacher import TeacherResult, load_checkpoint, prepare_teacher
 from kdrun.teacher_features import TeacherFeatures, get_teacher_features
@@ -63,7 +62,7 @@ def preflight(cfg: DictConfig) -> tuple[SourceInfo, Runtime]:
             build_model(cfg.teacher.arch, cfg.ways),
             torch.zeros(2, 3, size, size),
         )
-    _check_cache_dir(cfg.cache_dir)
+    ensure_writable_dir(Path(to_absolute_path(cfg.cache_dir)), "cache_dir")
     return info, resolve_runtime(cfg.device)
 
 
@@ -91,15 +90,6 @@ def check_counts(
             f"data.root={cfg.data.root}: class(es) {', '.join(empty)} have no readable test "
             "images; every class needs test images for evaluation."
         )
-
-
-def _check_cache_dir(cache_dir: str) -> None:
-    """The cache directory (or the nearest existing parent it will be created in) is writable."""
-    path = Path(to_absolute_path(cache_dir))
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        what = "is not a directory" if not existing.is_dir() else "is not writable"
-        raise ConfigError(f"cache_dir={cache_dir} cannot be used: {existing} {what}.")
 
 
 def _evaluate_teacher(

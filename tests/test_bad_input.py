@@ -211,7 +211,7 @@ ROWS = [
     Row("pool", ["pool=-1"], 2, "pool=-1 is invalid"),
     Row("pool", ["pool=many"], 1, "full_key: pool"),
     Row("cache_dir", ["cache_dir="], 2, "cache_dir is empty"),
-    Row("cache_dir", ["cache_dir={file}/cache"], 2, "is not a directory"),
+    Row("cache_dir", ["cache_dir={file}/cache"], 2, "a part of the path is a file"),
     Row("eval_batch_size", ["eval_batch_size=0"], 2, "eval_batch_size=0"),
     Row("<unknown key>", ["foo=1"], 1, "Key 'foo' not in 'Config'"),
     Row("<unknown key>", ["teacher.bogus=1"], 1, "Key 'bogus' not in 'TeacherConf'"),
@@ -250,6 +250,13 @@ ROWS = [
     Row("teacher.epochs", ["teacher.epochs=1.5"], 1, "full_key: teacher.epochs"),
     Row("teacher.seed", ["teacher.seed=-7"], 2, "teacher.seed=-7 is invalid"),
     Row("teacher.tta_flip", ["teacher.tta_flip=maybe"], 1, "full_key: teacher.tta_flip"),
+    Row("teacher.resume", ["teacher.resume=perhaps"], 1, "full_key: teacher.resume"),
+    Row(
+        "teacher.checkpoint_every",
+        ["teacher.checkpoint_every=0"],
+        2,
+        "teacher.checkpoint_every=0 is invalid",
+    ),
     Row("student.steps", ["student.steps=-1"], 2, "student.steps=-1 is invalid"),
     # ---- data ------------------------------------------------------------------------------
     Row("data", ["data=nope"], 1, "Could not find 'data/nope'"),
