@@ -129,10 +129,14 @@ def _number(value: str) -> float | None:
 
 
 def _band(ax, pts: list[tuple], attr: str, style: str, color: str, label: str) -> None:
-    """One accuracy curve with its 95% CI band."""
+    """One accuracy curve with its 95% CI band; categories (e.g. loss=...) get error bars."""
     xs = [t[0] for t in pts]
     ys = [100 * getattr(t[1], f"{attr}_acc") for t in pts]
     ci = [100 * getattr(t[1], f"{attr}_ci95") for t in pts]
+    if any(isinstance(x, str) for x in xs):  # no line between unordered categories
+        fmt = "o" if style == "-" else "_"
+        ax.errorbar(xs, ys, yerr=ci, fmt=fmt, ms=8, capsize=4, color=color, label=label)
+        return
     ax.plot(xs, ys, style, marker="o", color=color, label=label)
     lo = [y - c for y, c in zip(ys, ci, strict=True)]
     hi = [y + c for y, c in zip(ys, ci, strict=True)]
