@@ -69,7 +69,12 @@ class AttentionTransfer(Distiller):
     def target_spec(self) -> dict:
         return {**super().target_spec, "p": self.cfg.p, "sizes": self.sizes}
 
-    def forward(self, logits, batch, features=None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        logits: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        features: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
         pairs = zip(self.student_layers, self.teacher_layers, self.sizes, strict=True)
         at = sum(
             (attention_map(features[s], self.cfg.p, size) - teacher_feature(batch, t)).pow(2).mean()

@@ -49,7 +49,12 @@ class DIST(Distiller):
         "temperature": (0, None, False),
     }
 
-    def forward(self, logits, batch, features=None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        logits: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        features: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
         inter, intra = dist_terms(logits, batch["teacher_logits"], self.cfg.temperature)
         return {
             "ce": self.cfg.ce_weight * self.ce(logits, batch),

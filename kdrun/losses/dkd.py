@@ -64,7 +64,12 @@ class DecoupledKD(Distiller):
         "warmup": (0, 1, True),
     }
 
-    def forward(self, logits, batch, features=None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        logits: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        features: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
         teacher = batch["teacher_logits"]
         labels = batch["labels"]
         target = torch.where(labels >= 0, labels, teacher.argmax(1))

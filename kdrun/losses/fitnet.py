@@ -74,7 +74,12 @@ class FitNet(Distiller):
     def target_spec(self) -> dict:
         return {**super().target_spec, "size": self.size}
 
-    def forward(self, logits, batch, features=None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        logits: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        features: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
         guided = self.regressor(features[self.student_layers[0]].float())
         if self.size:
             guided = pool_to(guided, self.size)

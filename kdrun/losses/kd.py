@@ -35,7 +35,12 @@ def kd_divergence(
 class HintonKD(Distiller):
     ranges = {"alpha": (0, 1, True), "temperature": (0, None, False)}
 
-    def forward(self, logits, batch, features=None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        logits: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        features: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
         alpha = self.cfg.alpha
         kd = kd_divergence(logits, batch["teacher_logits"], self.cfg.temperature)
         return {"ce": (1 - alpha) * self.ce(logits, batch), "kd": alpha * kd}

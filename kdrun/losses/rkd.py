@@ -67,7 +67,12 @@ class RelationalKD(Distiller):
     def teacher_targets(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: flat(f) for name, f in features.items()}
 
-    def forward(self, logits, batch, features=None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        logits: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        features: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
         student = features[self.student_layers[0]]
         teacher = teacher_feature(batch, self.teacher_layers[0])
         distance, angle = rkd_terms(student, teacher)
