@@ -27,7 +27,7 @@ from kdrun.data.fewshot import Episode, episode_seed, sample_episode
 from kdrun.device import Runtime, resolve_runtime
 from kdrun.losses import Distiller, build_loss
 from kdrun.metrics import aggregate_reports, classification_report, mean_ci
-from kdrun.models import build_model, input_problem
+from kdrun.models import build_meta_model, input_problem
 from kdrun.soft_labels import SoftLabels, get_soft_labels
 from kdrun.storage import ensure_writable_dir, remove_stale_temps
 from kdrun.student import train_student
@@ -55,11 +55,11 @@ def preflight(cfg: DictConfig) -> tuple[SourceInfo, Runtime]:
     if cfg.teacher.checkpoint:
         load_checkpoint(cfg.teacher.checkpoint, cfg.teacher.arch, cfg.ways)
     distiller = build_loss(cfg.loss)
-    if distiller.uses_features:  # layer names and shapes: fresh models on the CPU are enough
+    if distiller.uses_features:  # layer names and shapes: weightless models are enough
         size = cfg.data.image_size
         distiller.resolve(
-            build_model(cfg.student.arch, cfg.ways),
-            build_model(cfg.teacher.arch, cfg.ways),
+            build_meta_model(cfg.student.arch, cfg.ways),
+            build_meta_model(cfg.teacher.arch, cfg.ways),
             torch.zeros(2, 3, size, size),
         )
     ensure_writable_dir(Path(to_absolute_path(cfg.cache_dir)), "cache_dir")
@@ -248,7 +248,7 @@ def _teacher_features(
     if not distiller.uses_features:
         return None
     sample = normalize(dataset.train.images[:2].to(runtime.device))
-    distiller.resolve(build_model(cfg.student.arch, cfg.ways), teacher.model, sample)
+    distiller.resolve(build_meta_model(cfg.student.arch, cfg.ways), teacher.model, sample)
     return get_teacher_features(
         teacher.model,
         distiller,

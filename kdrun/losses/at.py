@@ -17,6 +17,7 @@ from torch import nn
 
 from kdrun.config import ConfigError
 from kdrun.losses.base import Distiller, teacher_feature
+from kdrun.losses.checks import ABOVE_ZERO, AT_LEAST_ZERO
 from kdrun.losses.features import pool_to, probe_features, resolve_layers
 from kdrun.losses.registry import LossSchema, register_loss
 
@@ -38,11 +39,8 @@ def attention_map(feature: torch.Tensor, p: float, size: int) -> torch.Tensor:
 
 @register_loss("at", ATConf)
 class AttentionTransfer(Distiller):
-    ranges = {"ce_weight": (0, None, True), "beta": (0, None, True), "p": (0, None, False)}
-
-    @property
-    def uses_features(self) -> bool:
-        return True
+    uses_features = True
+    ranges = {"ce_weight": AT_LEAST_ZERO, "beta": AT_LEAST_ZERO, "p": ABOVE_ZERO}
 
     def resolve(self, student: nn.Module, teacher: nn.Module, sample: torch.Tensor) -> None:
         s = resolve_layers(student, self.cfg.student_layers, "attention", "loss.student_layers")

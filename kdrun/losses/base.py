@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from kdrun.losses.checks import check_params
+from kdrun.losses.checks import Range, check_params
 
 
 def label_cross_entropy(
@@ -48,8 +48,8 @@ class Distiller(nn.Module):
     name: ClassVar[str]
     schema: ClassVar[type]
     needs_teacher: ClassVar[bool] = True
-    # Range rules for `check`: key -> (low, high, low_inclusive); None means unbounded.
-    ranges: ClassVar[dict[str, tuple[float | None, float | None, bool]]] = {}
+    uses_features: ClassVar[bool] = False  # reads layers of the networks, not just logits
+    ranges: ClassVar[dict[str, Range]] = {}  # key -> allowed range, checked by `check`
     progress: float = 1.0  # fraction of training done; fit() sets it before every step
 
     def __init__(self, cfg: DictConfig, label_smoothing: float = 0.0) -> None:
@@ -63,10 +63,6 @@ class Distiller(nn.Module):
     def check(cls, cfg: DictConfig) -> None:
         """Raise ConfigError naming `loss.<key>` for a value of the right type but out of range."""
         check_params(cfg, cls.ranges)
-
-    @property
-    def uses_features(self) -> bool:
-        return False
 
     def resolve(self, student: nn.Module, teacher: nn.Module, sample: torch.Tensor) -> None:
         """Pick the layers read on both networks and record their shapes; no parameters yet."""

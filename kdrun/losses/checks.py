@@ -6,10 +6,13 @@ from omegaconf import DictConfig
 
 from kdrun.config import ConfigError
 
+Range = tuple[float | None, float | None, bool]  # (low, high, low inclusive); None: unbounded
+AT_LEAST_ZERO: Range = (0, None, True)  # weights
+ABOVE_ZERO: Range = (0, None, False)  # temperatures, exponents
+ZERO_TO_ONE: Range = (0, 1, True)  # mixing weights, fractions of training
 
-def check_params(
-    cfg: DictConfig, ranges: dict[str, tuple[float | None, float | None, bool]]
-) -> None:
+
+def check_params(cfg: DictConfig, ranges: dict[str, Range]) -> None:
     for key, (low, high, low_inclusive) in ranges.items():
         value = cfg[key]
         too_low = low is not None and (value < low if low_inclusive else value <= low)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from kdrun.losses.base import Distiller
+from kdrun.losses.checks import ABOVE_ZERO, AT_LEAST_ZERO
 from kdrun.losses.registry import LossSchema, register_loss
 
 
@@ -43,10 +44,10 @@ def dist_terms(
 @register_loss("dist", DISTConf)
 class DIST(Distiller):
     ranges = {
-        "ce_weight": (0, None, True),
-        "beta": (0, None, True),
-        "gamma": (0, None, True),
-        "temperature": (0, None, False),
+        "ce_weight": AT_LEAST_ZERO,
+        "beta": AT_LEAST_ZERO,
+        "gamma": AT_LEAST_ZERO,
+        "temperature": ABOVE_ZERO,
     }
 
     def forward(

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from kdrun.losses.base import Distiller
+from kdrun.losses.checks import ABOVE_ZERO, AT_LEAST_ZERO, ZERO_TO_ONE
 from kdrun.losses.registry import LossSchema, register_loss
 
 
@@ -57,11 +58,11 @@ def dkd_terms(
 @register_loss("dkd", DKDConf)
 class DecoupledKD(Distiller):
     ranges = {
-        "ce_weight": (0, None, True),
-        "alpha": (0, None, True),
-        "beta": (0, None, True),
-        "temperature": (0, None, False),
-        "warmup": (0, 1, True),
+        "ce_weight": AT_LEAST_ZERO,
+        "alpha": AT_LEAST_ZERO,
+        "beta": AT_LEAST_ZERO,
+        "temperature": ABOVE_ZERO,
+        "warmup": ZERO_TO_ONE,
     }
 
     def forward(

@@ -73,14 +73,15 @@ class FeatureTap:
 def probe_features(
     model: nn.Module, layers: Iterable[str], sample: torch.Tensor
 ) -> dict[str, torch.Tensor]:
-    """One eval-mode forward of `sample` with the named outputs captured (shapes, mostly)."""
+    """One eval-mode forward of `sample` with the named outputs captured, on the model's device
+    (the meta device works: callers only read shapes)."""
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters()).device
         with FeatureTap(model, layers) as tap:
             model(sample.to(device))
-        return {k: v.detach().float().cpu() for k, v in tap.features.items()}
+        return {k: v.detach() for k, v in tap.features.items()}
     finally:
         model.train(was_training)
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from kdrun.config import ConfigError
 from kdrun.losses.base import Distiller, teacher_feature
+from kdrun.losses.checks import AT_LEAST_ZERO
 from kdrun.losses.features import pool_to, probe_features, resolve_layers
 from kdrun.losses.registry import LossSchema, register_loss
 
@@ -41,11 +42,8 @@ def regressor(in_shape: torch.Size, out_channels: int) -> nn.Module:
 
 @register_loss("fitnet", FitNetConf)
 class FitNet(Distiller):
-    ranges = {"ce_weight": (0, None, True), "feature_weight": (0, None, True)}
-
-    @property
-    def uses_features(self) -> bool:
-        return True
+    uses_features = True
+    ranges = {"ce_weight": AT_LEAST_ZERO, "feature_weight": AT_LEAST_ZERO}
 
     def resolve(self, student: nn.Module, teacher: nn.Module, sample: torch.Tensor) -> None:
         (s_layer,) = resolve_layers(student, self.cfg.student_layer, "hint", "loss.student_layer")

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from kdrun.losses.base import Distiller
+from kdrun.losses.checks import ABOVE_ZERO, ZERO_TO_ONE
 from kdrun.losses.registry import LossSchema, register_loss
 
 
@@ -33,7 +34,7 @@ def kd_divergence(
 
 @register_loss("kd", KDConf)
 class HintonKD(Distiller):
-    ranges = {"alpha": (0, 1, True), "temperature": (0, None, False)}
+    ranges = {"alpha": ZERO_TO_ONE, "temperature": ABOVE_ZERO}
 
     def forward(
         self,

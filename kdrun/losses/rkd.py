@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdrun.losses.base import Distiller, teacher_feature
+from kdrun.losses.checks import AT_LEAST_ZERO
 from kdrun.losses.features import flat, resolve_layers
 from kdrun.losses.registry import LossSchema, register_loss
 
@@ -49,15 +50,12 @@ def rkd_terms(student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tenso
 
 @register_loss("rkd", RKDConf)
 class RelationalKD(Distiller):
+    uses_features = True
     ranges = {
-        "ce_weight": (0, None, True),
-        "distance_weight": (0, None, True),
-        "angle_weight": (0, None, True),
+        "ce_weight": AT_LEAST_ZERO,
+        "distance_weight": AT_LEAST_ZERO,
+        "angle_weight": AT_LEAST_ZERO,
     }
-
-    @property
-    def uses_features(self) -> bool:
-        return True
 
     def resolve(self, student: nn.Module, teacher: nn.Module, sample: torch.Tensor) -> None:
         s = resolve_layers(student, self.cfg.student_layer, "embedding", "loss.student_layer")

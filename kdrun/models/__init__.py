@@ -3,6 +3,7 @@
 from . import cifar_resnet, cnn  # noqa: F401  (imported so their models register)
 from .registry import (
     MODELS,
+    build_meta_model,
     build_model,
     input_problem,
     is_known_model,
@@ -12,6 +13,7 @@ from .registry import (
 
 __all__ = [
     "MODELS",
+    "build_meta_model",
     "build_model",
     "input_problem",
     "is_known_model",

@@ -54,12 +54,18 @@ def build_model(arch: str, num_classes: int) -> nn.Module:
     return MODELS[arch](num_classes)
 
 
+def build_meta_model(arch: str, num_classes: int) -> nn.Module:
+    """`arch` on the meta device: shapes without weights, for checks that must cost
+    milliseconds and no memory (input sizes, feature-layer shapes)."""
+    with torch.device("meta"):
+        return build_model(arch, num_classes)
+
+
 def input_problem(arch: str, num_classes: int, image_size: int) -> str | None:
-    """Why `arch` cannot take `image_size` inputs, or None; a shape-only forward pass on the
-    meta device, so it costs milliseconds and no memory."""
+    """Why `arch` cannot take `image_size` inputs, or None; a shape-only forward pass."""
     try:
         with torch.device("meta"), torch.no_grad():
-            build_model(arch, num_classes).eval()(torch.empty(2, 3, image_size, image_size))
+            build_meta_model(arch, num_classes).eval()(torch.empty(2, 3, image_size, image_size))
     except Exception as exc:  # any layer may object to the shape, each in its own words
         return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     return None
