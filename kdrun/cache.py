@@ -122,6 +122,25 @@ def _one_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
+def nonfinite_tensor(tree: Any, prefix: str = "") -> str | None:
+    """The name of the first floating-point tensor in `tree` with a NaN or infinite value."""
+    if isinstance(tree, torch.Tensor):
+        ok = not tree.is_floating_point() or bool(torch.isfinite(tree).all())
+        return None if ok else (prefix.rstrip(".") or "a tensor")
+    items = (
+        tree.items()
+        if isinstance(tree, dict)
+        else enumerate(tree)
+        if isinstance(tree, list | tuple)
+        else ()
+    )
+    for k, v in items:
+        bad = nonfinite_tensor(v, f"{prefix}{k}.")
+        if bad is not None:
+            return bad
+    return None
+
+
 class ArtifactCache:
     """One directory per artifact kind; one file per key; hits and misses counted per kind."""
 
@@ -145,6 +164,9 @@ class ArtifactCache:
                 raise CorruptEntry(f"not a weights-only checkpoint: {_one_line(exc)}") from None
             if not isinstance(entry, dict) or entry.get("_key") != key:
                 raise CorruptEntry("entry does not carry its own key")
+            bad = nonfinite_tensor(entry)
+            if bad is not None:  # e.g. a diverged teacher stored by an older kdrun
+                raise CorruptEntry(f"{bad} holds NaN or infinite values")
         except (CorruptEntry, OSError) as exc:
             self._move_aside(path, exc)
             return None
@@ -161,6 +183,9 @@ class ArtifactCache:
         """Store `entry` under `key`: payload staged, its record written, then the payload
         renamed into place. A failure (disk full, kill) leaves no payload to trust."""
         path = self.path(kind, key)
+        bad = nonfinite_tensor(entry)
+        if bad is not None:  # callers check first; this guards the cache against any other way
+            raise ValueError(f"refusing to cache {kind} {key[:12]}: {bad} is not finite")
         with staged_file(path, SETTING) as (f, tmp):
             torch.save({**entry, "_key": key, "_format": FORMAT_VERSION}, f)
         try:

@@ -11,9 +11,11 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from kdrun.config import ConfigError, config_digest, register_configs
+from kdrun.errors import DivergedError
 
 log = logging.getLogger("kdrun")
 
@@ -27,7 +29,23 @@ def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
         metrics = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(metrics, dict) or metrics.get("status", "ok") != "ok":
+        return None
     return metrics if metrics.get("config_digest") == config_digest(cfg) else None
+
+
+def _record_divergence(out_dir: Path, cfg: DictConfig, exc: DivergedError) -> None:
+    """A diverged run is a result: metrics.json says so (status, stage, step), with no numbers."""
+    from kdrun.cache import atomic_write_text
+
+    record = {
+        "status": "diverged",
+        "error": str(exc),
+        "stage": exc.stage,
+        "step": exc.step,
+        "config_digest": config_digest(cfg),
+    }
+    atomic_write_text(json.dumps(record, indent=2) + "\n", out_dir / "metrics.json")
 
 
 def _share_cores_with_parallel_jobs(cfg: DictConfig) -> None:
@@ -57,6 +75,12 @@ def _main(cfg: DictConfig) -> float | None:
         _share_cores_with_parallel_jobs(cfg)
         try:
             metrics = run(cfg, out_dir)
+        except DivergedError as exc:
+            log.error("%s", exc)
+            _record_divergence(out_dir, cfg, exc)
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                return None  # the sweep goes on; its summary lists this job as diverged
+            sys.exit(2)
         except ConfigError as exc:
             log.error("%s", exc)
             sys.exit(2)

@@ -21,6 +21,7 @@ from kdrun.cache import (
     tensor_digest,
 )
 from kdrun.config import ConfigError, check_ranges, config_digest
+from kdrun.convergence import verdict
 from kdrun.data import ImageDataset, SourceInfo, get_source
 from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import Episode, episode_seed, sample_episode
@@ -30,7 +31,7 @@ from kdrun.metrics import aggregate_reports, classification_report, mean_ci
 from kdrun.models import build_meta_model, input_problem
 from kdrun.soft_labels import SoftLabels, get_soft_labels
 from kdrun.storage import ensure_writable_dir, remove_stale_temps
-from kdrun.student import train_student
+from kdrun.student import budget_key, budget_steps, train_student
 from kdrun.teacher import TeacherResult, load_checkpoint, prepare_teacher
 from kdrun.teacher_features import TeacherFeatures, get_teacher_features
 from kdrun.train import cpu_state_dict, predict
@@ -137,7 +138,7 @@ def _test_report(
 
 def _history_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    fields = ["episode", "stage", "epoch", "step", "loss", "train_acc", "lr", "seconds"]
+    fields = ["episode", "stage", "epoch", "step", "loss", "train_acc", "lr", "seconds", "test_acc"]
     writer = csv.DictWriter(buf, fieldnames=fields, restval="")
     writer.writeheader()
     writer.writerows(rows)
@@ -203,6 +204,7 @@ def _run_episode(
 
     history = list(teacher.history) if teacher.source == "trained" else []
     reports = {"teacher": teacher_report}
+    curves: dict[str, list[dict]] = {}
     baseline = build_loss(CE, cfg.student.label_smoothing)
     for stage, loss_fn in (("student", distiller), ("baseline", baseline)):
         entry = _train_and_test(
@@ -210,7 +212,12 @@ def _run_episode(
         )
         _add(timing, stage, entry["seconds"])
         history += [{**row, "episode": e} for row in entry["history"]]
+        history += [
+            {"episode": e, "stage": stage, "step": p["step"], "test_acc": p["test_acc"]}
+            for p in entry["curve"]
+        ]
         reports[stage] = entry["report"]
+        curves[stage] = entry["curve"]
         if e == 0:
             atomic_torch_save(entry["state_dict"], out_dir / f"{stage}.pt")
         log.info(
@@ -228,6 +235,7 @@ def _run_episode(
         "pool_size": len(episode.pool_indices),
         **reports,
         "kd_gain": reports["student"]["test_acc"] - reports["baseline"]["test_acc"],
+        "curves": curves,
         "soft_labels": {"hit": soft.hit, "bytes": soft.nbytes, "views": cfg.soft_labels.views},
         "teacher_features": features.describe() if features is not None else None,
     }
@@ -268,10 +276,13 @@ def _baseline_key(cfg: DictConfig, dataset: ImageDataset, episode: Episode) -> s
     """The baseline ignores the teacher, the loss, the pool and the views: sweeps over those share
     one baseline per episode."""
     student = OmegaConf.to_container(cfg.student)
+    for key in ("steps", "epochs", "min_steps"):  # what matters is the budget they resolve to
+        del student[key]
+    student["budget"] = budget_steps(cfg.student, len(episode.shot_indices))
     return digest(
         {
             "kind": "baseline",
-            "v": 1,
+            "v": 2,
             "student": student,
             "data": dataset.identity,
             "classes": episode.classes,
@@ -296,6 +307,12 @@ def _train_and_test(
 ) -> dict:
     """Train a student (or reuse a cached baseline) and score it on the test split."""
 
+    test_images = dataset.test.images[episode.test_indices]
+
+    def score(model) -> float:
+        logits = predict(model, test_images, normalize, runtime, cfg.eval_batch_size)
+        return float((logits.argmax(1) == episode.test_labels).float().mean())
+
     def train_and_test() -> dict:
         trained = train_student(
             cfg.student,
@@ -309,15 +326,18 @@ def _train_and_test(
             episode.seed,
             stage,
             features if stage == "student" else None,
+            score,
         )
         report = _test_report(
             trained.model, dataset, episode, normalize, runtime, cfg.eval_batch_size
         )
+        final = {"step": trained.steps, "test_acc": report["test_acc"], "seconds": 0.0}
         return {
             "report": report,
             "state_dict": cpu_state_dict(trained.model),
             "history": trained.history,
             "seconds": trained.seconds,
+            "curve": [*trained.curve, final],
         }
 
     if stage != "baseline":
@@ -373,6 +393,13 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         sources.append(source)
 
     gain = mean_ci([r["kd_gain"] for r in records])
+    convergence = {
+        stage: verdict([r["curves"][stage] for r in records], budget_key(cfg.student))
+        for stage in ("student", "baseline")
+    }
+    for stage, v in convergence.items():
+        if not v["converged"]:
+            log.warning("%s %s", stage, v["note"])
     timing["total"] = time.perf_counter() - t0
     metrics = {
         "teacher": {
@@ -385,11 +412,13 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
             **aggregate_reports([r["student"] for r in records]),
             "arch": cfg.student.arch,
             "loss": cfg.loss.name,
+            "convergence": convergence["student"],
         },
         "baseline": {
             **aggregate_reports([r["baseline"] for r in records]),
             "arch": cfg.student.arch,
             "loss": "ce",
+            "convergence": convergence["baseline"],
         },
         "kd_gain": gain["mean"],
         "kd_gain_std": gain["std"],

@@ -23,6 +23,7 @@ from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import Episode
 from kdrun.data.views import ViewParams, sample_view_params, view_batches
 from kdrun.device import Runtime
+from kdrun.errors import DivergedError
 from kdrun.teacher import TeacherResult
 from kdrun.train import predict, predict_inputs
 
@@ -101,6 +102,14 @@ def get_soft_labels(
     start = time.perf_counter()
 
     def label() -> dict:
+        entry = _label()
+        if not bool(torch.isfinite(entry["logits"]).all()):
+            bad = int((~torch.isfinite(entry["logits"])).sum())
+            detail = f"{bad} of its soft-label logits are NaN or beyond float16's range"
+            raise DivergedError("teacher", detail, "teacher")
+        return entry
+
+    def _label() -> dict:
         images = dataset.train.images[indices].to(runtime.device)
         if not views:
             logits = predict(teacher.model, images, normalize, runtime, batch_size)

@@ -7,8 +7,10 @@ method asked for its features online: distillation reads the cached logits (and 
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from omegaconf import DictConfig
@@ -23,7 +25,7 @@ from kdrun.losses import Distiller
 from kdrun.models import build_model
 from kdrun.soft_labels import SoftLabels
 from kdrun.teacher_features import OnlineTeacher, TeacherFeatures
-from kdrun.train import Schedule, TrainingSet, fit
+from kdrun.train import Probe, Schedule, TrainingSet, curve_steps, fit
 
 
 @dataclass
@@ -31,6 +33,29 @@ class StudentResult:
     model: nn.Module
     seconds: float
     history: list[dict]
+    steps: int = 0
+    curve: list[dict] = field(default_factory=list)  # test accuracy before the last step
+
+
+def budget_steps(cfg: DictConfig, inputs: int) -> int:
+    """student.steps when set; else student.epochs passes over the `inputs` distinct training
+    inputs (each stored view counts), and never fewer than student.min_steps."""
+    if cfg.steps is not None:
+        return int(cfg.steps)
+    per_pass = inputs / min(cfg.batch_size, inputs)
+    return max(int(cfg.min_steps), math.ceil(cfg.epochs * per_pass))
+
+
+def budget_key(cfg: DictConfig) -> str:
+    """The setting that sets this budget: what to raise when a model has not converged."""
+    return "student.steps" if cfg.steps is not None else "student.epochs"
+
+
+def distinct_inputs(train_set: TrainingSet) -> int:
+    """Images, times the stored views of each when the teacher labelled views."""
+    logits = getattr(train_set, "teacher_logits", None)
+    views = logits.shape[1] if logits is not None and logits.dim() == 3 else 1
+    return len(train_set) * views
 
 
 def student_training_set(
@@ -79,7 +104,10 @@ def train_student(
     seed: int,
     stage: str,
     features: TeacherFeatures | None = None,
+    score: Callable[[nn.Module], float] | None = None,
 ) -> StudentResult:
+    """Train on the episode's shots (and the teacher's labels); `score` draws the learning
+    curve at cfg.curve fractions of the budget."""
     if distiller.needs_teacher and soft is None:
         raise ValueError(f"loss {distiller.name!r} needs the teacher's soft labels")
     train_set = student_training_set(
@@ -91,14 +119,21 @@ def train_student(
         runtime,
         features,
     )
+    steps = budget_steps(cfg, distinct_inputs(train_set))
     if features is not None and features.mode == "online":
         train_set = OnlineTeacher(train_set, features.model, distiller, runtime)
     torch.manual_seed(seed)
     model = runtime.place(build_model(cfg.arch, episode.ways))
     distiller.bind(model)  # after the student's weights: same initialisation as the baseline
     schedule = Schedule(
-        cfg.steps, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.grad_clip
+        steps, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.grad_clip
     )
+    probe = None
+    if score is not None:  # the final point is the run's own test score: not measured twice
+        probe = Probe(tuple(s for s in curve_steps(steps, cfg.curve) if s < steps), score)
     start = time.perf_counter()
-    history = fit(model, train_set, distiller, schedule, runtime, seed=seed, stage=stage)
-    return StudentResult(model, time.perf_counter() - start, history)
+    history = fit(
+        model, train_set, distiller, schedule, runtime, seed=seed, stage=stage, probe=probe
+    )
+    curve = probe.points if probe is not None else []
+    return StudentResult(model, time.perf_counter() - start, history, steps, curve)

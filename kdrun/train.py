@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -15,6 +15,7 @@ from torch import nn
 from kdrun.checkpoint import LoopState, TrainingCheckpoint
 from kdrun.data.augment import Normalize
 from kdrun.device import Runtime
+from kdrun.errors import DivergedError
 from kdrun.losses import Loss
 from kdrun.losses.features import FeatureTap
 from kdrun.progress import stage_progress
@@ -50,6 +51,42 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, n // batch_size)
 
 
+@dataclass
+class Probe:
+    """Scores the model at chosen steps of its budget (the learning curve); reporting only, so
+    nothing in training reads what it measured."""
+
+    steps: tuple[int, ...]
+    score: Callable[[nn.Module], float]
+    points: list[dict] = field(default_factory=list)
+
+    def __call__(self, step: int, model: nn.Module) -> None:
+        start = time.perf_counter()
+        value = self.score(model)
+        self.points.append(
+            {"step": step, "test_acc": value, "seconds": round(time.perf_counter() - start, 3)}
+        )
+
+
+def curve_steps(total: int, fractions: Iterable[float]) -> tuple[int, ...]:
+    """The steps at which `fractions` of a `total`-step budget are done, without duplicates."""
+    return tuple(sorted({min(total, max(1, round(f * total))) for f in fractions}))
+
+
+def settings_prefix(stage: str) -> str:
+    """The config group whose settings drove `stage`: the baseline trains with student.*."""
+    return "teacher" if stage == "teacher" else "student"
+
+
+def check_finite_weights(model: nn.Module, stage: str, step: int) -> None:
+    """A NaN or infinite weight or buffer makes every later number meaningless."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            detail = f"{bad} non-finite value(s) in {name!r}"
+            raise DivergedError(stage, detail, settings_prefix(stage), step)
+
+
 class TrainingSet(Protocol):
     """Turns a batch of indices into normalised inputs and the loss's targets."""
 
@@ -70,12 +107,14 @@ def fit(
     seed: int,
     stage: str,
     checkpoint: TrainingCheckpoint | None = None,
+    probe: Probe | None = None,
 ) -> list[dict]:
     """Train in place on a set already on the device; returns one history row per epoch.
 
     The loss sees the student's features at the layers it names and trains its own parameters
     (projections) alongside the model's. With `checkpoint`, resume from its saved state and
-    save state between epochs."""
+    save state between epochs. A non-finite loss stops training with DivergedError at the end
+    of its epoch, before anything is saved; `probe` scores the model at its steps."""
     dev = runtime.device
     n = len(train_set)
     bs = min(schedule.batch_size, n)
@@ -100,6 +139,8 @@ def fit(
     loss_fn.train()
     net = torch.compile(model) if runtime.compile else model  # shares model's parameters
     tap = FeatureTap(model, loss_fn.student_layers)
+    probe_at = set(probe.steps) if probe is not None else set()
+    first_bad = torch.full((), -1, device=dev, dtype=torch.int64)  # no host sync per step
     with tap, stage_progress(stage, schedule.steps, epochs) as progress:
         for epoch in range(first, epochs + 1):
             perm = torch.randperm(n, generator=gen, device=dev)
@@ -124,12 +165,19 @@ def fit(
                 opt.step()
                 sched.step()
                 step += 1
+                bad = ~torch.isfinite(loss.detach())
+                first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
                 loss_sum += loss.detach() * len(idx)
                 labelled = batch["labels"] >= 0
                 correct += (logits.argmax(1) == batch["labels"])[labelled].sum()
                 counted += labelled.sum()
                 seen += len(idx)
                 progress.step()
+                if step in probe_at:
+                    _raise_if_diverged(first_bad, stage)
+                    probe(step, model)
+                    model.train()
+            _raise_if_diverged(first_bad, stage)
             row = {
                 "stage": stage,
                 "epoch": epoch,
@@ -145,7 +193,14 @@ def fit(
                 checkpoint.after_epoch(
                     LoopState(model, opt, sched, gen, epoch, step, history), epochs
                 )
+    check_finite_weights(model, stage, step)
     return history
+
+
+def _raise_if_diverged(first_bad: torch.Tensor, stage: str) -> None:
+    step = int(first_bad.item())
+    if step >= 0:
+        raise DivergedError(stage, "the loss is not finite", settings_prefix(stage), step)
 
 
 @torch.inference_mode()

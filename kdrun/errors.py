@@ -1,0 +1,23 @@
+"""kdrun's exceptions, in a leaf module: any module can raise them without importing another."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A bad setting, reported to the user as one sentence before any work starts."""
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss or weight: the run's numbers would be meaningless.
+
+    A single run exits with status 2; in a sweep the job is recorded as diverged and the
+    other jobs go on."""
+
+    def __init__(self, stage: str, detail: str, settings: str, step: int | None = None):
+        self.stage, self.step = stage, step
+        where = f" at step {step}" if step is not None else ""
+        super().__init__(
+            f"{stage} diverged{where}: {detail}. Nothing from this stage was stored. "
+            f"Lower {settings}.lr, set {settings}.grad_clip (e.g. 5), or use "
+            "device.precision=fp32 if it ran in bf16."
+        )
