@@ -109,7 +109,9 @@ class Config:
     shots: int = 5
     seed: int = 0
     episodes: int = 1
-    pool: int = 0
+    # Unlabelled training images per class for the student: an integer, or "auto" (500 capped
+    # to what the smallest class has left after the shots; resolved by fewshot.resolve_pool).
+    pool: Any = "auto"
     cache_dir: str = "${oc.env:KDRUN_CACHE_DIR,outputs/cache}"
     eval_batch_size: int = 1000
 
@@ -155,7 +157,11 @@ def check_ranges(cfg: DictConfig) -> None:
     _require(cfg.shots >= 1, f"shots={cfg.shots} is invalid: shots must be an integer >= 1.")
     _require(cfg.ways >= 2, f"ways={cfg.ways} is invalid: ways must be an integer >= 2.")
     _require(cfg.episodes >= 1, f"episodes={cfg.episodes} is invalid: it must be >= 1.")
-    _require(cfg.pool >= 0, f"pool={cfg.pool} is invalid: it must be >= 0.")
+    pool = cfg.pool
+    _require(
+        pool == "auto" or (isinstance(pool, int) and not isinstance(pool, bool) and pool >= 0),
+        f"pool={pool!r} is invalid: it must be auto or an integer >= 0.",
+    )
     sl = cfg.soft_labels
     _require(sl.views >= 0, f"soft_labels.views={sl.views} is invalid: it must be >= 0.")
     _require(

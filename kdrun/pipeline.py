@@ -24,7 +24,7 @@ from kdrun.config import ConfigError, check_ranges, config_digest
 from kdrun.convergence import verdict
 from kdrun.data import ImageDataset, SourceInfo, get_source
 from kdrun.data.augment import Normalize
-from kdrun.data.fewshot import Episode, episode_seed, sample_episode
+from kdrun.data.fewshot import Episode, episode_seed, resolve_pool, sample_episode
 from kdrun.device import Runtime, resolve_runtime
 from kdrun.losses import Distiller, build_loss
 from kdrun.metrics import aggregate_reports, classification_report, mean_ci
@@ -52,7 +52,8 @@ def preflight(cfg: DictConfig) -> tuple[SourceInfo, Runtime]:
                 f" images ({problem}); pick another data.image_size or {stage}.arch."
             )
     info = get_source(cfg.data.source).describe(cfg.data)
-    check_counts(cfg, info.classes, info.train_counts)
+    pool = resolve_pool(cfg, info.classes, info.train_counts)
+    check_counts(cfg, info.classes, info.train_counts, pool=pool)
     if cfg.teacher.checkpoint:
         load_checkpoint(cfg.teacher.checkpoint, cfg.teacher.arch, cfg.ways)
     distiller = build_loss(cfg.loss)
@@ -73,17 +74,19 @@ def check_counts(
     train_counts: list[int],
     test_counts: list[int] | None = None,
     unit: str = "training images",
+    pool: int = 0,
 ) -> None:
-    """`ways`, `shots` and `pool` against the data: from file counts before decoding, and again
-    from the decoded images (unreadable files are skipped, so a class can end up short)."""
+    """`ways`, `shots` and the resolved `pool` against the data: from file counts before
+    decoding, and again from the decoded images (unreadable files are skipped, so a class can
+    end up short)."""
     n = len(classes)
     if cfg.ways > n:
         raise ConfigError(f"ways={cfg.ways} is invalid: the data set has {n} classes (2..{n}).")
     fewest = min(train_counts)
-    if cfg.shots + cfg.pool > fewest:
+    if cfg.shots + pool > fewest:
         name = classes[train_counts.index(fewest)]
-        key = f"shots={cfg.shots}" + (f" with pool={cfg.pool}" if cfg.pool else "")
-        need = f"; shots + pool must be <= {fewest}" if cfg.pool else ""
+        key = f"shots={cfg.shots}" + (f" with pool={pool}" if pool else "")
+        need = f"; shots + pool must be <= {fewest}" if pool else ""
         raise ConfigError(f"{key} is invalid: class {name!r} has only {fewest} {unit}{need}.")
     empty = [c for c, k in zip(classes, test_counts or [], strict=False) if k == 0]
     if empty:
@@ -154,6 +157,7 @@ def _run_episode(
     cache: ArtifactCache,
     out_dir: Path,
     timing: dict[str, float],
+    pool: int,
 ) -> tuple[dict, list[dict], str]:
     """One draw of classes and shots: teacher (usually cached), soft labels, student, baseline."""
     seed = episode_seed(cfg.seed, e)
@@ -164,7 +168,7 @@ def _run_episode(
         cfg.ways,
         cfg.shots,
         seed,
-        pool=cfg.pool,
+        pool=pool,
     )
     start = time.perf_counter()
     teacher = prepare_teacher(
@@ -364,12 +368,16 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     start = time.perf_counter()
     dataset = get_source(cfg.data.source).load(cfg.data, cache)
     n = len(dataset.classes)
+    train_counts = torch.bincount(dataset.train.labels, minlength=n).tolist()
+    unit = "readable training images"
+    pool = resolve_pool(cfg, dataset.classes, train_counts, unit, announce=True)
     check_counts(
         cfg,
         dataset.classes,
-        torch.bincount(dataset.train.labels, minlength=n).tolist(),
+        train_counts,
         torch.bincount(dataset.test.labels, minlength=n).tolist(),
-        unit="readable training images",
+        unit=unit,
+        pool=pool,
     )
     normalize = Normalize(dataset.train.images, runtime.device)
     timing["data"] = time.perf_counter() - start
@@ -379,14 +387,14 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         len(dataset.classes),
         cfg.ways,
         cfg.shots,
-        cfg.pool,
+        pool,
         cfg.episodes,
     )
 
     records, history, sources = [], [], []
     for e in range(cfg.episodes):
         record, rows, source = _run_episode(
-            cfg, e, dataset, normalize, runtime, cache, out_dir, timing
+            cfg, e, dataset, normalize, runtime, cache, out_dir, timing, pool
         )
         records.append(record)
         history += rows
@@ -428,7 +436,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
             "shots": cfg.shots,
             "seed": cfg.seed,
             "episodes": cfg.episodes,
-            "pool": cfg.pool,
+            "pool": pool,
+            "pool_requested": cfg.pool,
             "views": cfg.soft_labels.views,
             "mix": cfg.soft_labels.mix,
         },

@@ -141,6 +141,11 @@ def paths(tmp_path_factory) -> dict[str, Path]:
         "no_test": _tree(d / "no_test"),
         "short": _tree(d / "short", ("a", "b"), train=3),
         "test_unreadable": _tree(d / "test_unreadable", ("a", "b")),
+        "nested": _tree(d / "nested", ("a", "b")),
+        "split_differ": _tree(d / "split_differ", ("a", "b")),
+        "no_train_images": _tree(d / "no_train_images"),
+        "loop": _tree(d / "loop", ("a", "b")),
+        "self_link": _tree(d / "self_link", ("a", "b")),
         "empty": d / "empty",
         "missing": d / "missing",
         "file": d / "file.txt",
@@ -155,6 +160,14 @@ def paths(tmp_path_factory) -> dict[str, Path]:
         f.write_bytes(b"garbage")
     for f in (p["test_unreadable"] / "test/b").iterdir():
         f.write_bytes(b"")
+    _images(p["nested"] / "train/b/2024/june", 3, start=20)
+    _images(p["nested"] / "train/.thumbnails", 2)
+    (p["nested"] / "train/a/.DS_Store").write_bytes(b"")
+    _images(p["split_differ"] / "test/d", 2)
+    for f in (p["no_train_images"] / "train/c").iterdir():
+        f.unlink()
+    (p["loop"] / "train/a/again").symlink_to("..", target_is_directory=True)
+    (p["self_link"] / "train/b/self").symlink_to(p["self_link"] / "train/b/self")
     p["file"].write_text("plain text\n")
     p["ckpt_dir"].mkdir()
     for name, obj in {
@@ -209,7 +222,8 @@ ROWS = [
     Row("seed", ["seed=1.5"], 1, "full_key: seed"),
     Row("episodes", ["episodes=0"], 2, "episodes=0 is invalid"),
     Row("pool", ["pool=-1"], 2, "pool=-1 is invalid"),
-    Row("pool", ["pool=many"], 1, "full_key: pool"),
+    Row("pool", ["pool=many"], 2, "pool='many' is invalid: it must be auto or an integer >= 0"),
+    Row("pool", ["pool=1.5"], 2, "pool=1.5 is invalid"),
     Row("cache_dir", ["cache_dir="], 2, "cache_dir is empty"),
     Row("cache_dir", ["cache_dir={file}/cache"], 2, "a part of the path is a file"),
     Row("eval_batch_size", ["eval_batch_size=0"], 2, "eval_batch_size=0"),
@@ -392,6 +406,28 @@ ROWS = [
         "class(es) b have no readable test images",
         after_decode=True,
     ),
+    Row(
+        "classes differ between train and test",
+        [*TINY, "data.root={split_differ}"],
+        2,
+        "they differ (only in test/: 'd')",
+    ),
+    Row(
+        "class folder without images",
+        [*TINY, "data.root={no_train_images}"],
+        2,
+        "class folder(s) 'c' under train/ hold no image files",
+    ),
+    Row("symbolic-link loop", [*TINY, "data.root={loop}"], 2, "(a symbolic-link loop)"),
+    Row(
+        "folder or link that cannot be read",
+        [*TINY, "data.root={self_link}"],
+        2,
+        "self (OSError: Too many levels of symbolic links)",
+    ),
+    Row("images in sub-folders", [*TINY, "data.root={nested}"], 0, "using 3 image(s) from sub"),
+    Row("hidden files and folders", [*TINY, "data.root={nested}"], 0, "2 hidden entr(ies)"),
+    Row("pool=auto", [*TINY, "pool=auto", "data.root={good}"], 0, "pool=auto: 4 per class"),
     Row("files without an image suffix", [*TINY, "data.root={odd}"], 0, "ignoring 1 file(s)"),
     Row(
         "unreadable image files",

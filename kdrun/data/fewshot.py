@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
+from omegaconf import DictConfig
 
 from kdrun.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+AUTO_POOL = 500  # per class: the pool=auto cap (the measured best recipe on CIFAR-10)
 
 
 @dataclass
@@ -81,6 +87,28 @@ def sample_episode(
         pool_indices=torch.cat(pool_idx),
         seed=seed,
     )
+
+
+def resolve_pool(
+    cfg: DictConfig,
+    classes: list[str],
+    train_counts: list[int],
+    unit: str = "training images",
+    announce: bool = False,
+) -> int:
+    """The pool size per class the run uses. `pool=auto` takes AUTO_POOL capped to what the
+    smallest class has left after the shots, so a small image set works without tuning; an
+    integer is taken as given (check_counts refuses one that does not fit). The one place that
+    reads `cfg.pool`: everything downstream gets this integer."""
+    if cfg.pool != "auto":
+        return int(cfg.pool)
+    fewest = min(train_counts)
+    pool = max(0, min(AUTO_POOL, fewest - cfg.shots))
+    if announce:
+        name = classes[train_counts.index(fewest)]
+        cap = "the cap; " if pool == AUTO_POOL else ""
+        log.info("pool=auto: %d per class (%sclass %r has %d %s)", pool, cap, name, fewest, unit)
+    return pool
 
 
 def episode_seed(seed: int, episode: int) -> int:

@@ -1,7 +1,8 @@
-"""Class-folder image trees, `root/{train,test}/<class>/*`, decoded once into uint8 tensors.
+"""Class-folder image trees, `root/{train,test}/<class>/...`, decoded once into uint8 tensors.
 
-Decoding tens of thousands of files costs seconds, so the decoded tensors are stored in the
-artifact cache under a fingerprint of the tree (paths, sizes, mtimes) and reloaded on later runs.
+Which files are used is decided by kdrun/data/folder_scan.py. Decoding tens of thousands of
+files costs seconds, so the decoded tensors are stored in the artifact cache under a fingerprint
+of the tree (paths, sizes, mtimes) and reloaded on later runs.
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ from PIL import Image
 
 from kdrun.cache import ArtifactCache, digest
 from kdrun.config import ConfigError
+from kdrun.data.folder_scan import TreeScan, fs_error, scan_tree
 from kdrun.data.registry import ImageDataset, ImageSplit, SourceInfo, register_source
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
-SPLITS = ("train", "test")
 
 
 def resolve_root(root: str | None, key: str = "data.root") -> Path:
@@ -35,74 +34,50 @@ def resolve_root(root: str | None, key: str = "data.root") -> Path:
     return Path(to_absolute_path(str(root)))
 
 
-def is_tree(root: Path) -> bool:
-    return all((root / split).is_dir() for split in SPLITS)
-
-
-def _class_files(split_dir: Path, ignored: list[str]) -> dict[str, list[Path]]:
-    """os.scandir reads file types from the directory itself: no stat call per image. Files
-    without an image suffix go to `ignored`."""
-    files = {}
-    with os.scandir(split_dir) as entries:
-        class_dirs = sorted(e.name for e in entries if e.is_dir())
-    for name in class_dirs:
-        images = []
-        with os.scandir(split_dir / name) as entries:
-            for e in entries:
-                if not e.is_file():
-                    continue
-                suffix = os.path.splitext(e.name)[1].lower()
-                (images if suffix in IMAGE_SUFFIXES else ignored).append(e.path)
-        files[name] = [Path(p) for p in sorted(images)]
-    return files
-
-
-def scan_tree(root: Path, ignored: list[str] | None = None) -> dict[str, dict[str, list[Path]]]:
-    """Per split, the image files of each class; checks the tree is usable."""
-    if not is_tree(root):
-        raise ConfigError(
-            f"data.root={root} is not a class-folder tree: expected {root}/train/<class>/ and "
-            f"{root}/test/<class>/ directories of images."
+def _log_left_out(root: Path, scan: TreeScan) -> None:
+    """One line for what the listing skipped, one for nested images: a user who expects
+    every file to be used learns which were not, and why."""
+    parts = []
+    if scan.ignored:
+        parts.append(
+            f"{len(scan.ignored)} file(s) without an image suffix or not a regular file "
+            f"(e.g. {scan.ignored[0]})"
         )
-    ignored = [] if ignored is None else ignored
-    tree = {split: _class_files(root / split, ignored) for split in SPLITS}
-    classes = [c for c, files in tree["train"].items() if files]
-    if len(classes) < 2:
-        raise ConfigError(
-            f"data.root={root} has {len(classes)} class folder(s) with images under train/; "
-            "a classification task needs at least 2."
+    if scan.hidden:
+        parts.append(
+            f"{len(scan.hidden)} hidden entr(ies), names starting with '.' (e.g. {scan.hidden[0]})"
         )
-    missing = [c for c in classes if not tree["test"].get(c)]
-    if missing:
-        raise ConfigError(
-            f"data.root={root}: class(es) {', '.join(missing)} have training images but none "
-            "under test/; every class needs test images for evaluation."
+    if parts:
+        log.info("%s: ignoring %s", root, " and ".join(parts))
+    if scan.nested:
+        log.info(
+            "%s: using %d image(s) from sub-folders of class folders, labelled with their class "
+            "folder (e.g. %s)",
+            root,
+            len(scan.nested),
+            scan.nested[0],
         )
-    return {split: {c: tree[split][c] for c in classes} for split in SPLITS}
 
 
 def describe_tree(root: Path) -> SourceInfo:
-    ignored: list[str] = []
-    tree = scan_tree(root, ignored)
-    if ignored:
-        log.info(
-            "%s: ignoring %d file(s) without an image suffix, e.g. %s",
-            root,
-            len(ignored),
-            ignored[0],
-        )
-    return SourceInfo(
-        classes=list(tree["train"]), train_counts=[len(f) for f in tree["train"].values()]
-    )
+    scan = scan_tree(root)
+    _log_left_out(root, scan)
+    train = scan.files["train"]
+    return SourceInfo(classes=list(train), train_counts=[len(f) for f in train.values()])
 
 
 def _fingerprint(root: Path, tree: dict[str, dict[str, list[Path]]]) -> list[tuple]:
+    """Relative path, size and mtime of every image used, nested ones included: adding, moving
+    or editing any of them decodes the tree again."""
     rows = []
     prefix = len(str(root)) + 1
     for classes in tree.values():
         for files in classes.values():
             for p in files:
-                st = os.stat(p)
+                try:
+                    st = os.stat(p)
+                except OSError as exc:
+                    raise fs_error(root, p, exc) from None
                 rows.append((str(p)[prefix:], st.st_size, st.st_mtime_ns))
     return rows
 
@@ -143,7 +118,8 @@ def decode_split(
 
 
 def load_tree(root: Path, image_size: int, cache: ArtifactCache, source: str) -> ImageDataset:
-    tree = scan_tree(root)
+    scan = scan_tree(root)
+    tree = scan.files
     key = digest({"source": source, "files": _fingerprint(root, tree), "size": image_size, "v": 2})
 
     def decode() -> dict:
@@ -178,6 +154,10 @@ def load_tree(root: Path, image_size: int, cache: ArtifactCache, source: str) ->
         test=ImageSplit(entry["test_images"], entry["test_labels"]),
         classes=list(entry["classes"]),
         identity=key,
+        files_ignored=len(scan.ignored),
+        files_hidden=len(scan.hidden),
+        files_unreadable=n_train + n_test,
+        images_nested=len(scan.nested),
     )
 
 

@@ -26,6 +26,12 @@ class ImageDataset:
     test: ImageSplit
     classes: list[str]
     identity: str  # hash of what determines the pixels; part of every downstream cache key
+    # What a class-folder tree held besides the images used (0 for the other sources), so the
+    # run's record can say how many files were left out and why:
+    files_ignored: int = 0  # no image suffix, or not a regular file (e.g. a broken link)
+    files_hidden: int = 0  # names starting with '.', files or folders (a folder counts once)
+    files_unreadable: int = 0  # image files that failed to decode (train + test)
+    images_nested: int = 0  # images used from sub-folders of class folders (already counted)
 
 
 @dataclass
