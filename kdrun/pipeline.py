@@ -215,6 +215,7 @@ def _run_episode(
             cfg, stage, loss_fn, dataset, episode, soft, normalize, runtime, cache, features
         )
         _add(timing, stage, entry["seconds"])
+        _add(timing, "curve", entry["curve_seconds"])  # already inside the stage's seconds
         history += [{**row, "episode": e} for row in entry["history"]]
         history += [
             {"episode": e, "stage": stage, "step": p["step"], "test_acc": p["test_acc"]}
@@ -335,13 +336,14 @@ def _train_and_test(
         report = _test_report(
             trained.model, dataset, episode, normalize, runtime, cfg.eval_batch_size
         )
-        final = {"step": trained.steps, "test_acc": report["test_acc"], "seconds": 0.0}
+        final = {"step": trained.steps, "test_acc": report["test_acc"]}
         return {
             "report": report,
             "state_dict": cpu_state_dict(trained.model),
             "history": trained.history,
             "seconds": trained.seconds,
             "curve": [*trained.curve, final],
+            "curve_seconds": trained.curve_seconds,
         }
 
     if stage != "baseline":
@@ -349,7 +351,7 @@ def _train_and_test(
     entry, hit = cache.get_or_build(
         "baseline", _baseline_key(cfg, dataset, episode), train_and_test
     )
-    return {**entry, "seconds": 0.0} if hit else entry
+    return {**entry, "seconds": 0.0, "curve_seconds": 0.0} if hit else entry
 
 
 def _add(timing: dict[str, float], key: str, seconds: float) -> None:

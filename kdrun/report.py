@@ -14,6 +14,15 @@ def _acc(model: dict, episodes: int) -> str:
     return f"{model['test_acc']:.4f} ± {model['test_acc_ci95']:.4f}"
 
 
+def _with_verdict(note: str, model: dict) -> str:
+    """A model still improving when its budget ended is flagged where its number is read."""
+    v = model.get("convergence") or {}
+    if v.get("converged", True):
+        return note
+    gain = v["last_half_gain_pts"]
+    return f"{note}; [bold yellow]not converged[/]: +{gain:.1f} pts in the last half"
+
+
 def summary_table(metrics: dict) -> Table:
     timing, cache, s = metrics["timing"], metrics["cache"], metrics["setting"]
     episodes = s["episodes"]
@@ -37,8 +46,8 @@ def summary_table(metrics: dict) -> Table:
     t, b, st = metrics["teacher"], metrics["baseline"], metrics["student"]
     rows = (
         ("teacher", t, timing["teacher"] + timing["soft_labels"], t["source"]),
-        ("baseline", b, timing["baseline"], "CE on the shots"),
-        ("student", st, timing["student"], f"loss={st['loss']}"),
+        ("baseline", b, timing["baseline"], _with_verdict("CE on the shots", b)),
+        ("student", st, timing["student"], _with_verdict(f"loss={st['loss']}", st)),
     )
     for name, model, seconds, note in rows:
         table.add_row(

@@ -35,6 +35,7 @@ class StudentResult:
     history: list[dict]
     steps: int = 0
     curve: list[dict] = field(default_factory=list)  # test accuracy before the last step
+    curve_seconds: float = 0.0
 
 
 def budget_steps(cfg: DictConfig, inputs: int) -> int:
@@ -135,5 +136,7 @@ def train_student(
     history = fit(
         model, train_set, distiller, schedule, runtime, seed=seed, stage=stage, probe=probe
     )
-    curve = probe.points if probe is not None else []
-    return StudentResult(model, time.perf_counter() - start, history, steps, curve)
+    seconds = time.perf_counter() - start
+    if probe is None:
+        return StudentResult(model, seconds, history, steps)
+    return StudentResult(model, seconds, history, steps, probe.points, probe.seconds)

@@ -37,7 +37,7 @@ BASE = [
     "pool=20",
     "device.threads=1",
 ]
-TIMEOUT_S = 300
+TIMEOUT_S = 3600  # a hang guard for each kdrun process, not a speed check
 
 
 def log(message: str) -> None:

@@ -23,4 +23,3 @@ def load_chaos():
 def test_killed_runs_and_sweeps_complete_on_rerun_with_the_uninterrupted_metrics(tmp_path):
     result = load_chaos().main(tmp_path)  # raises AssertionError naming the failed kill
     assert result["notes"][0].startswith("teacher: resuming from epoch ")
-    assert result["seconds"] < 300

@@ -41,7 +41,7 @@ def test_a_full_disk_names_the_path_and_leaves_no_partial_entry(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=3600,  # a hang guard, not a speed check
         preexec_fn=limit_file_size,
     )
     assert_clean_failure(proc, f"cannot write {cache / 'teacher'}", "EFBIG", "free some space")
@@ -67,7 +67,7 @@ def test_a_run_dir_on_a_full_disk_fails_before_any_work(tmp_path):
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=3600,  # a hang guard, not a speed check
         preexec_fn=limit_file_size,
     )
     assert_clean_failure(proc, f"cannot write {tmp_path / 'run'}", "EFBIG", "hydra.run.dir")

@@ -59,7 +59,7 @@ def test_serial_and_parallel_sweeps_train_one_teacher_and_agree(tmp_path):
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=3600,  # a hang guard, not a speed check
     )
     assert report.returncode == 0, report.stderr
     assert len(summary_rows(tmp_path / "both")) == 12
@@ -82,15 +82,17 @@ def test_a_killed_parallel_sweep_completes_on_rerun(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 240
-    while time.time() < deadline and len(list(tmp_path.glob("sweep/*/metrics.json"))) < 2:
+    # No deadline: a loaded machine is slow, not wrong; the sweep ending first fails below.
+    while proc.poll() is None and len(list(tmp_path.glob("sweep/*/metrics.json"))) < 2:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     finished_before = {p.parent.name for p in tmp_path.glob("sweep/*/metrics.json")}
     assert 2 <= len(finished_before) < 6, "the kill should land mid-sweep"
 
-    rerun = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(
+        args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3600
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert len(summary_rows(tmp_path / "sweep")) == 6
     for job in finished_before:
