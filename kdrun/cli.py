@@ -14,6 +14,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from kdrun.config import ConfigError, config_digest, register_configs
+from kdrun.config_dir import check_config_dirs
+from kdrun.interrupt import install_sigterm_handler, report_interrupt
 
 log = logging.getLogger("kdrun")
 
@@ -66,7 +68,16 @@ def _main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     logging.raiseExceptions = False  # a full disk must not turn each log line into a traceback
-    _main()
+    debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"  # then every traceback, as Hydra's
+    if not debugging:
+        check_config_dirs(sys.argv[1:])
+    install_sigterm_handler()
+    try:
+        _main()
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM via the handler
+        if debugging:
+            raise
+        sys.exit(report_interrupt(exc))
 
 
 if __name__ == "__main__":
