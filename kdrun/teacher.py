@@ -96,7 +96,7 @@ def _load_failure(file: Path, exc: Exception) -> str:
     """Why torch.load refused `file`, as the rest of a sentence: its weights-only refusal is a
     page that ends in advice to load with weights_only=False, the unsafe thing."""
     if isinstance(exc, OSError):
-        return f"cannot be read ({str(exc)[:200]})."
+        return f"cannot be read as a weights-only PyTorch checkpoint ({str(exc)[:200]})."
     blocked = _unsafe_globals(file, exc)
     if blocked:
         return (
