@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from kdrun.config import ConfigError, config_digest, register_configs
 from kdrun.config_dir import check_config_dirs
-from kdrun.interrupt import install_sigterm_handler, report_interrupt
+from kdrun.interrupt import report_interrupt, sigterm_raises
 
 log = logging.getLogger("kdrun")
 
@@ -71,10 +71,10 @@ def main() -> None:
     debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"  # then every traceback, as Hydra's
     if not debugging:
         check_config_dirs(sys.argv[1:])
-    install_sigterm_handler()
     try:
-        _main()
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM via the handler
+        with sigterm_raises():
+            _main()
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM via sigterm_raises
         if debugging:
             raise
         sys.exit(report_interrupt(exc))

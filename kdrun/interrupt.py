@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType, TracebackType
 
 log = logging.getLogger("kdrun")
@@ -15,13 +17,19 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that the same cleanup (temporary files, locks) runs."""
 
 
-def install_sigterm_handler() -> None:
-    """Turn SIGTERM (`kill`, a scheduler's time limit) into a Terminated exception."""
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM (`kill`, a scheduler's time limit) raises Terminated; the
+    previous handler is restored after (kdrun.cli.main also runs inside test processes)."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise Terminated()
 
-    signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # kdrun modules → the stage they run; a frame of `fit` names its own stage ("teacher", ...).
