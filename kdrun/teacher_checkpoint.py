@@ -46,7 +46,7 @@ def load_checkpoint(path: str, arch: str, num_classes: int) -> nn.Module:
             raise ConfigError(
                 f"teacher.checkpoint={path} holds non-finite weights: {key!r} has {count} NaN "
                 f"or Inf value(s) ({tensors} tensor(s) affected); the model it was saved from "
-                "diverged. Use a checkpoint from before the divergence."
+                "had likely diverged. Use a checkpoint from before the divergence."
             )
         try:
             model.load_state_dict(state)
