@@ -15,7 +15,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from kdrun.config import ConfigError, config_digest, register_configs
+from kdrun.config_dir import check_config_dirs
 from kdrun.errors import DivergedError
+from kdrun.interrupt import report_interrupt, sigterm_raises
 
 log = logging.getLogger("kdrun")
 
@@ -90,7 +92,16 @@ def _main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     logging.raiseExceptions = False  # a full disk must not turn each log line into a traceback
-    _main()
+    debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"  # then every traceback, as Hydra's
+    if not debugging:
+        check_config_dirs(sys.argv[1:])
+    try:
+        with sigterm_raises():
+            _main()
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM via sigterm_raises
+        if debugging:
+            raise
+        sys.exit(report_interrupt(exc))
 
 
 if __name__ == "__main__":

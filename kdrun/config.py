@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -288,7 +289,23 @@ def _check_extra_ranges(cfg: DictConfig) -> None:
         pad < size,
         f"data.augment.crop_padding={pad} is invalid: it must be below data.image_size={size}.",
     )
-    _require(bool(str(cfg.cache_dir).strip()), "cache_dir is empty: give it a directory path.")
+    if not str(cfg.cache_dir).strip():
+        raise ConfigError(_empty_cache_dir(cfg))
+
+
+CACHE_ENV = "KDRUN_CACHE_DIR"
+
+
+def _empty_cache_dir(cfg: DictConfig) -> str:
+    """An empty cache_dir usually comes from `KDRUN_CACHE_DIR=""`: name the variable then,
+    since the user never typed cache_dir."""
+    raw = str(cfg._get_node("cache_dir")._value())
+    if CACHE_ENV in raw and os.environ.get(CACHE_ENV) is not None:
+        return (
+            f"cache_dir is empty because {CACHE_ENV} is set but empty; unset it or give a "
+            "directory."
+        )
+    return "cache_dir is empty: give it a directory path."
 
 
 def _unknown_keys(cfg: DictConfig, schema: type, prefix: str = "") -> Iterator[str]:

@@ -1,31 +1,90 @@
 """Hydra callback: before any job starts, check the run (or sweep) directory can be written, so
-an unwritable `hydra.run.dir` fails in one paragraph naming the path instead of a traceback."""
+an unwritable `hydra.run.dir` fails in one paragraph naming the path instead of a traceback,
+and claim it, so two live runs never share one directory."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from kdrun.storage import StorageError, ensure_writable_dir
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs there are not guarded
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_NAME = ".kdrun.lock"  # holds the pid of the run using the directory
+
+
+def _refuse(message: str) -> None:
+    # Logging is not set up yet; SystemExit passes through Hydra's callback and error
+    # handlers (they catch Exception), so the user sees this paragraph and nothing else.
+    print(f"[ERROR] {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
 
 def _check(path: str, key: str) -> None:
     try:
         ensure_writable_dir(Path(path).absolute(), key)
     except StorageError as exc:
-        # Logging is not set up yet; SystemExit passes through Hydra's callback and error
-        # handlers (they catch Exception), so the user sees this paragraph and nothing else.
-        print(f"[ERROR] {exc}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        _refuse(str(exc))
+
+
+def claim(directory: Path, key: str) -> BinaryIO | None:
+    """Hold an exclusive flock on `directory`/LOCK_NAME for the life of this process (the
+    kernel drops it when the process dies, however it dies), or refuse in one paragraph
+    naming the live holder: a second run would delete the first one's temporary files and
+    overwrite its outputs. Returns the open lock file: closing it (or its collection) releases."""
+    if fcntl is None:
+        return None
+    lock = directory / LOCK_NAME
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        _refuse(
+            f"another kdrun run (pid {holder}) is using {key}={directory}; give this run its "
+            f"own {key} (two runs in one directory overwrite each other's files), or wait for "
+            "that run to finish."
+        )
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return os.fdopen(fd, "r+b")
 
 
 class CheckOutputDir(Callback):
+    def __init__(self) -> None:
+        self._held: BinaryIO | None = None
+
+    def _claim(self, path: str, key: str) -> None:
+        _check(path, key)
+        self._release()
+        try:
+            self._held = claim(Path(path).absolute(), key)
+        except OSError as exc:  # flock unsupported here (some network file systems)
+            print(f"[WARNING] {key}={path}: cannot lock {LOCK_NAME} ({exc})", file=sys.stderr)
+
+    def _release(self) -> None:
+        if self._held is not None:
+            self._held.close()  # closing the file releases the flock
+            self._held = None
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _check(config.hydra.run.dir, "hydra.run.dir")
+        self._claim(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._release()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _check(config.hydra.sweep.dir, "hydra.sweep.dir")
+        self._claim(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._release()

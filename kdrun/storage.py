@@ -43,6 +43,7 @@ class StorageError(ConfigError):
 
 def storage_error(path: Path | str, exc: OSError, hint: str = "") -> StorageError:
     """The one-paragraph message for an OSError met while writing `path`."""
+    hint = hint or run_dir_key(path)
     reason = REASONS.get(exc.errno or 0) or exc.strerror or str(exc) or type(exc).__name__
     code = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
     where = f"point {hint} at" if hint else "choose"
@@ -55,6 +56,22 @@ def storage_error(path: Path | str, exc: OSError, hint: str = "") -> StorageErro
         f"cannot write {path}: {reason} ({code}). Nothing partial was left behind; {fix} "
         "and run again: every finished artifact is reused."
     )
+
+
+def run_dir_key(path: Path | str) -> str:
+    """`hydra.run.dir` (or `hydra.sweep.dir` in a multirun) when `path` lies in this job's
+    output directory, the setting a user changes to write elsewhere; else ""."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:  # outside a Hydra job (the compose API, tests) there is no output directory
+        hydra = HydraConfig.get()
+        out = Path(hydra.runtime.output_dir).absolute()
+    except Exception:
+        return ""
+    if not Path(path).absolute().is_relative_to(out):
+        return ""
+    return "hydra.sweep.dir" if hydra.mode == RunMode.MULTIRUN else "hydra.run.dir"
 
 
 def make_dirs(path: Path, hint: str = "") -> None:

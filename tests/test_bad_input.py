@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import io
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -65,6 +67,8 @@ class Row:
     after_decode: bool = False  # refused only once decoding has found unreadable files
     check: Callable[[Outcome, dict[str, Path]], None] | None = None
     console: str = ""  # "fast" or "slow": also run as a real process, in that test tier
+    env: dict[str, str] | None = None  # environment variables for this case
+    hold_run_dir: bool = False  # a live run (this test process) holds hydra.run.dir's lock
 
 
 def run_cli(args: list[str], run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Outcome:
@@ -178,7 +182,37 @@ def paths(tmp_path_factory) -> dict[str, Path]:
     }.items():
         p[name] = d / f"{name}.pt"
         torch.save(obj, p[name])
+    _wrapped_checkpoints(d, p)
+    p["yaml_dir"] = d / "yaml_dir"
+    (p["yaml_dir"] / "experiment").mkdir(parents=True)
+    (p["yaml_dir"] / "experiment/broken.yaml").write_text(
+        "# @package _global_\nways: [3\nshots: 2\n"
+    )
     return p
+
+
+def _wrapped_checkpoints(d: Path, p: dict[str, Path]) -> None:
+    """cnn_small teachers as training scripts save them: wrapped, prefixed, legacy, diverged."""
+    weights = build_model("cnn_small", 10).state_dict()
+    diverged = {k: v.clone() for k, v in weights.items()}
+    diverged["conv1.0.weight"].view(-1)[:2] = float("nan")
+    diverged["fc.weight"].view(-1)[:1] = float("inf")
+    for name, obj, legacy in (
+        (
+            "ckpt_wrapped",
+            {"model": {f"module.{k}": v for k, v in weights.items()}, "epoch": 3},
+            False,
+        ),
+        ("ckpt_data_parallel", {f"module.{k}": v for k, v in weights.items()}, False),
+        ("ckpt_other_wrapper", {"weights": weights, "optimizer": {}}, False),
+        ("ckpt_legacy", weights, True),
+        ("ckpt_legacy_code", {"args": argparse.Namespace(lr=0.1)}, True),
+        ("ckpt_nan", diverged, False),
+    ):
+        p[name] = d / f"{name}.pt"
+        torch.save(obj, p[name], _use_new_zipfile_serialization=not legacy)
+    p["ckpt_legacy_damaged"] = d / "ckpt_legacy_damaged.pt"
+    p["ckpt_legacy_damaged"].write_bytes(p["ckpt_legacy"].read_bytes()[:200])
 
 
 def _unavailable_device() -> str | None:
@@ -204,6 +238,14 @@ def _check_modes(outcome: Outcome, paths: dict[str, Path]) -> None:
     for img in (grey16, grey):
         assert torch.equal(img[0], img[1]) and torch.equal(img[1], img[2])  # grey became RGB
     assert 60 < grey16.float().mean() < 200  # 16-bit scaled to 8 bits, not clipped to white
+
+
+def _check_no_teacher_lines(outcome: Outcome, paths: dict[str, Path]) -> None:
+    assert "teacher:" not in outcome.err and "training" not in outcome.err, outcome.err
+
+
+def _check_short(outcome: Outcome, paths: dict[str, Path]) -> None:
+    assert len(outcome.err.strip().splitlines()) <= 5, outcome.err
 
 
 UNAVAILABLE = _unavailable_device()
@@ -450,7 +492,45 @@ ROWS = [
         "checkpoint with pickled code",
         ["teacher.checkpoint={ckpt_pickled_code}"],
         2,
-        "(it pickles objects besides tensors (argparse.Namespace); save the model's state_dict",
+        "was refused: unpickling it would import and call argparse.Namespace, i.e. run code",
+    ),
+    Row(
+        "checkpoint with pickled code",
+        ["teacher.checkpoint={ckpt_legacy_code}"],
+        2,
+        "was refused: unpickling it would import and call argparse.Namespace, i.e. run code",
+    ),
+    Row("checkpoint in the legacy format", ["teacher.checkpoint={ckpt_legacy}"], 0, ""),
+    Row(
+        "checkpoint in the legacy format",
+        ["teacher.checkpoint={ckpt_legacy_damaged}"],
+        2,
+        "is in torch.save's legacy format (PyTorch < 1.6), which kdrun reads, but this file",
+    ),
+    Row(
+        "checkpoint of a wrapped model",
+        ["teacher.checkpoint={ckpt_wrapped}"],
+        0,
+        "unwrapped {'model': ...} and the 'module.' prefix (DataParallel/DDP",
+    ),
+    Row(
+        "checkpoint of a wrapped model",
+        ["teacher.checkpoint={ckpt_data_parallel}"],
+        0,
+        "unwrapped the 'module.' prefix (DataParallel/DDP",
+    ),
+    Row(
+        "checkpoint of a wrapped model",
+        ["teacher.checkpoint={ckpt_other_wrapper}"],
+        2,
+        "it is a dict of 2 entries ('weights', 'optimizer') rather than weights; kdrun looks",
+    ),
+    Row(
+        "checkpoint with non-finite weights",
+        ["teacher.checkpoint={ckpt_nan}"],
+        2,
+        "holds non-finite weights: 'conv1.0.weight' has 2 NaN or Inf value(s) (2 tensor(s)",
+        check=_check_no_teacher_lines,
     ),
     Row(
         "checkpoint of another architecture",
@@ -466,6 +546,27 @@ ROWS = [
         console="fast",
     ),
     Row("sweep with a bad value", ["-m", "shots=5,0"], 2, "sweep job #1 of 2", console="fast"),
+    Row(
+        "KDRUN_CACHE_DIR set but empty",
+        [],
+        2,
+        "cache_dir is empty because KDRUN_CACHE_DIR is set but empty; unset it or give a",
+        env={"KDRUN_CACHE_DIR": ""},
+    ),
+    Row(
+        "YAML syntax error in --config-dir",
+        ["--config-dir={yaml_dir}"],
+        1,
+        "experiment/broken.yaml, line 3, column 6: not valid YAML: expected ',' or ']'",
+        check=_check_short,
+    ),
+    Row(
+        "hydra.run.dir in use",
+        [],
+        2,
+        f"another kdrun run (pid {os.getpid()}) is using hydra.run.dir=",
+        hold_run_dir=True,
+    ),
     Row(
         "device not available",
         [f"device.type={UNAVAILABLE}"],
@@ -488,7 +589,8 @@ def _argv(row: Row, paths: dict[str, Path], tmp_path: Path) -> list[str]:
     args = [a.format(**paths) for a in [*BASE, *row.args]]
     flags = [a for a in args if a.startswith("-")]
     rest = [a for a in args if not a.startswith("-")]
-    return [*flags, f"cache_dir={tmp_path / 'cache'}", *rest]
+    cache = [] if "KDRUN_CACHE_DIR" in (row.env or {}) else [f"cache_dir={tmp_path / 'cache'}"]
+    return [*flags, *cache, *rest]
 
 
 _runs: dict[tuple[str, ...], Outcome] = {}  # rows with the same args share one finished run
@@ -498,10 +600,24 @@ def _outcome(row: Row, paths, tmp_path, monkeypatch) -> Outcome:
     args = tuple(_argv(row, paths, tmp_path))
     if row.rc == 0 and args in _runs:
         return _runs[args]
-    outcome = run_cli(list(args), tmp_path / "run", monkeypatch)
+    for name, value in (row.env or {}).items():
+        monkeypatch.setenv(name, value)
+    with _held_run_dir(tmp_path / "run") if row.hold_run_dir else contextlib.nullcontext():
+        outcome = run_cli(list(args), tmp_path / "run", monkeypatch)
     if row.rc == 0:
         _runs[args] = outcome
     return outcome
+
+
+@contextlib.contextmanager
+def _held_run_dir(run_dir: Path):
+    """Hold `run_dir`'s lock as a live run does: flock on .kdrun.lock, this process's pid."""
+    run_dir.mkdir(parents=True)
+    with open(run_dir / ".kdrun.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
 
 
 @pytest.mark.parametrize("row", [_param(i, r) for i, r in enumerate(ROWS)])

@@ -1,0 +1,74 @@
+"""Ctrl-C and SIGTERM end a run in one line, not a page of traceback: every finished stage is
+cached, so the useful news is where it stopped and that the same command resumes."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType, TracebackType
+
+log = logging.getLogger("kdrun")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same cleanup (temporary files, locks) runs."""
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM (`kill`, a scheduler's time limit) raises Terminated; the
+    previous handler is restored after (kdrun.cli.main also runs inside test processes)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# kdrun modules → the stage they run; a frame of `fit` names its own stage ("teacher", ...).
+STAGE_MODULES = {
+    "kdrun.teacher": "the teacher stage",
+    "kdrun.soft_labels": "soft labelling",
+    "kdrun.teacher_features": "teacher features",
+    "kdrun.student": "student training",
+}
+
+
+def stage_of(tb: TracebackType | None) -> str | None:
+    """The stage the traceback `tb` was in, or None outside every stage. The most specific
+    frame wins: `fit`, then a stage module, then data loading (which stages also call)."""
+    found: dict[int, str] = {}  # rank (0: most specific) → the innermost stage of that rank
+    while tb is not None:
+        frame = tb.tb_frame
+        stage = frame.f_locals.get("stage") if frame.f_code.co_name == "fit" else None
+        module = frame.f_globals.get("__name__", "")
+        if isinstance(stage, str):
+            found[0] = f"{stage} training"
+        elif module in STAGE_MODULES:
+            found[1] = STAGE_MODULES[module]
+        elif module.startswith("kdrun.data"):
+            found[2] = "data loading"
+        tb = tb.tb_next
+    return found[min(found)] if found else None
+
+
+def report_interrupt(exc: KeyboardInterrupt) -> int:
+    """Say in one line where the run stopped (also into kdrun.log once logging is set up);
+    returns the exit status: 128 + the signal number, as a shell reports it."""
+    signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+    stage = stage_of(exc.__traceback__)
+    what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+    where = f" during {stage}" if stage else ""
+    message = f"{what}{where}: finished stages are cached; re-run the same command to resume."
+    if logging.getLogger().handlers:
+        log.warning("%s", message)
+    else:
+        print(f"[WARNING] {message}", file=sys.stderr, flush=True)
+    return 128 + signum
