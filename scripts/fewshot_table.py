@@ -4,7 +4,12 @@ Every cell is one `kdrun` run of E episodes (mean ± 95% CI over episodes), shar
 teacher; the wall time is that run's total on this machine.
 
     python scripts/fewshot_table.py --data-root /path/to/cifar10 [--shots 1 5 10 20]
-        [--episodes 5] [--pool 500] [--views 4] [--mix none] [--out outputs/fewshot_table.md]
+        [--episodes 5] [--pool 500] [--views 4] [--mix none] [--out outputs/fewshot_table]
+        [--skip K:RECIPE ...] [overrides ...]
+
+Each row also gives the model's budget in steps and its convergence verdict (points gained
+over the last half of its budget; "✓" below 1 point). `--skip 5:views` leaves out a row that
+another run already measured (e.g. the default recipe, measured by the method sweep).
 """
 
 from __future__ import annotations
@@ -20,13 +25,24 @@ from kdrun.config import register_configs
 from kdrun.pipeline import run
 
 
-def recipes(pool: int, views: int, mix: str) -> dict[str, list[str]]:
+def recipes(pool: int, views: int, mix: str) -> dict[str, tuple[str, list[str]]]:
     view = [f"pool={pool}", f"soft_labels.views={views}", f"soft_labels.mix={mix}"]
     return {
-        "KD, shots only": ["pool=0", "soft_labels.views=0"],
-        f"KD + pool {pool}": [f"pool={pool}", "soft_labels.views=0"],
-        f"KD + pool {pool}, {views} views" + (f" + {mix}" if mix != "none" else ""): view,
+        "KD, shots only": ("shots", ["pool=0", "soft_labels.views=0"]),
+        f"KD + pool {pool}": ("pool", [f"pool={pool}", "soft_labels.views=0"]),
+        f"KD + pool {pool}, {views} views" + (f" + {mix}" if mix != "none" else ""): (
+            "views",
+            view,
+        ),
     }
+
+
+def budget(model: dict) -> str:
+    """Steps and the convergence verdict of one row: '3156 steps, +0.4 ✓'."""
+    v = model.get("convergence") or {}
+    gain = v.get("last_half_gain_pts")
+    mark = "✓" if v.get("converged") else "not converged"
+    return f"{v.get('steps', '?')} steps, {gain:+.1f} {mark}" if gain is not None else ""
 
 
 def main() -> None:
@@ -38,6 +54,7 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=4)
     parser.add_argument("--mix", default="none")
     parser.add_argument("--out", default="outputs/fewshot_table")
+    parser.add_argument("--skip", nargs="*", default=[], help="K:shots|pool|views rows to skip")
     parser.add_argument("overrides", nargs="*", help="extra kdrun overrides for every run")
     args = parser.parse_args()
 
@@ -47,7 +64,9 @@ def main() -> None:
     with initialize_config_module("kdrun.conf", version_base="1.3"):
         for shots in args.shots:
             baseline = None
-            for name, extra in recipes(args.pool, args.views, args.mix).items():
+            for name, (tag, extra) in recipes(args.pool, args.views, args.mix).items():
+                if f"{shots}:{tag}" in args.skip:
+                    continue
                 overrides = [
                     f"data.root={args.data_root}",
                     "data.download=false",
@@ -72,17 +91,19 @@ def main() -> None:
                     "gain": m["kd_gain"],
                     "ci": m["kd_gain_ci95"],
                     "wall": wall,
+                    "budget": budget(m["student"]),
                 }
                 print(json.dumps(summary), flush=True)
 
     lines = [
-        "| K | recipe | student acc (mean ± 95% CI) | paired gain vs CE | wall time |",
-        "|---|---|---|---|---|",
+        "| K | recipe | student acc (mean ± 95% CI) | paired gain vs CE | budget, last-half gain"
+        " | wall time |",
+        "|---|---|---|---|---|---|",
     ]
     for shots, name, model, m, wall in rows:
         acc = f"{100 * model['test_acc']:.1f} ± {100 * model['test_acc_ci95']:.1f}"
         gain = "" if m is None else f"{100 * m['kd_gain']:+.1f} ± {100 * m['kd_gain_ci95']:.1f}"
-        lines.append(f"| {shots} | {name} | {acc} | {gain} | {wall:.0f} s |")
+        lines.append(f"| {shots} | {name} | {acc} | {gain} | {budget(model)} | {wall:.0f} s |")
     table = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(table)
