@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -14,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from kdrun.config import ConfigError, config_digest, register_configs
+from kdrun.record import job_overrides, multirun_stamp, set_aside, verify_record, write_record
 
 log = logging.getLogger("kdrun")
 
@@ -21,13 +21,22 @@ register_configs()
 
 
 def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
-    """A complete metrics.json written for this exact config, e.g. a re-run sweep's done job."""
-    path = out_dir / "metrics.json"
-    try:
-        metrics = json.loads(path.read_text())
-    except (OSError, ValueError):
+    """A verified metrics.json written for this exact config, e.g. a re-run sweep's done job.
+    Any other metrics.json there (damaged, unverified, another config) is moved aside."""
+    check = verify_record(out_dir)
+    if check.state == "absent":
         return None
-    return metrics if metrics.get("config_digest") == config_digest(cfg) else None
+    if check.record is None or check.state != "ok":
+        set_aside(out_dir, f"not a verified record: {check.problem}")
+        return None
+    if check.record["config_digest"] != config_digest(cfg):
+        set_aside(out_dir, "a record of another config (e.g. an earlier sweep in this dir)")
+        return None
+    if check.record.get("multirun") != multirun_stamp() or check.record["overrides"] != (
+        job_overrides()
+    ):
+        return write_record(out_dir, check.record, cfg)  # now also a job of this multirun
+    return check.record
 
 
 def _share_cores_with_parallel_jobs(cfg: DictConfig) -> None:
@@ -60,6 +69,9 @@ def _main(cfg: DictConfig) -> float | None:
         except ConfigError as exc:
             log.error("%s", exc)
             sys.exit(2)
+    if metrics.get("status", "ok") != "ok":
+        log.warning("%s: run %s: %s", out_dir, metrics["status"], metrics.get("error", ""))
+        return None
     print_summary(metrics)
     return metrics["student"]["test_acc"]  # the objective for Hydra sweepers
 
