@@ -82,17 +82,24 @@ def _file_entry(path: Path) -> dict:
     return {"bytes": path.stat().st_size, "sha256": file_digest(path)}
 
 
-def write_record(out_dir: Path, metrics: dict, cfg: DictConfig) -> dict:
+def write_record(
+    out_dir: Path,
+    metrics: dict,
+    cfg: DictConfig,
+    overrides: list[str] | None = None,
+    multirun: dict | None = None,
+) -> dict:
     """Write `metrics` as out_dir/metrics.json with its provenance and checksums; returns the
-    record. `status` defaults to ok; the files of FILES present in out_dir are checksummed."""
+    record. `status` defaults to ok; the files of FILES present in out_dir are checksummed.
+    `overrides` and `multirun` default to this Hydra job's (given: a record built elsewhere)."""
     record = {k: v for k, v in metrics.items() if k not in OWN_KEYS}
     config = OmegaConf.to_container(cfg, resolve=True)
     record.update(
         status=metrics.get("status", "ok"),
-        overrides=job_overrides(),
+        overrides=job_overrides() if overrides is None else overrides,
         config=config,
         config_digest=digest(config),
-        multirun=multirun_stamp(),
+        multirun=multirun_stamp() if multirun is None else multirun,
         files={n: _file_entry(out_dir / n) for n in FILES if (out_dir / n).is_file()},
     )
     record["checksum"] = _checksum(record)
