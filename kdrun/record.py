@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 RECORD = "metrics.json"
 MANIFEST = "kdrun-multirun.json"  # at a multirun's root: its id and job list (kdrun.sweep)
 FILES = ("history.csv", "student.pt", "baseline.pt")
-IGNORED_OVERRIDES = ("hydra.", "data.root=", "data.download=")
+IGNORED_OVERRIDES = ("hydra.", "data.root=", "data.download=", "cache_dir=")  # paths
 STATUSES = ("ok", "diverged")  # what a run can record; a report adds missing/failed/unverified
 # Keys this module owns; write_record replaces them, so a reused record can be re-stamped.
 OWN_KEYS = ("status", "overrides", "config", "config_digest", "multirun", "files", "checksum")

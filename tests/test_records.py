@@ -97,12 +97,6 @@ def test_a_record_that_does_not_verify_is_redone_with_one_warning(
     assert (run_dir / "student.pt").exists() and (run_dir / "metrics.json.stale").exists()
 
 
-def test_a_verified_record_is_reused_without_warning(tmp_path, cache, finished, monkeypatch):
-    run_dir = copy(finished, tmp_path / "run")
-    assert run_cli(args(cache), run_dir, monkeypatch).rc == 0
-    assert log_of(run_dir).count("reusing it") == 1 and warnings(run_dir) == []
-
-
 @pytest.mark.parametrize(
     "text", ["null", "[]", '{"teacher": {"test_acc": 0.5}}', '{"student": '], ids=str
 )
@@ -190,6 +184,8 @@ def test_a_killed_job_in_a_reused_sweep_dir_is_missing_not_the_old_numbers(
 
     # Run again: job 0 is reused, job 1's stale record is moved aside (one WARNING) and redone.
     assert run_cli(sweep_b, sweep_dir, monkeypatch).rc == 0
+    assert "reusing it" in log_of(sweep_dir / "0")
+    assert len(warnings(sweep_dir / "0")) == 1  # in the killed run, for sweep A's shots=1 record
     (warning,) = warnings(sweep_dir / "1")
     assert "another config" in warning
     summary = rows_of(sweep_dir / "summary.csv")
