@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from kdrun.config import ConfigError, config_digest, register_configs
-from kdrun.record import job_overrides, multirun_stamp, set_aside, verify_record, write_record
+from kdrun.record import restamp, set_aside, verify_record
 
 log = logging.getLogger("kdrun")
 
@@ -32,11 +32,7 @@ def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
     if check.record["config_digest"] != config_digest(cfg):
         set_aside(out_dir, "a record of another config (e.g. an earlier sweep in this dir)")
         return None
-    if check.record.get("multirun") != multirun_stamp() or check.record["overrides"] != (
-        job_overrides()
-    ):
-        return write_record(out_dir, check.record, cfg)  # now also a job of this multirun
-    return check.record
+    return restamp(out_dir, check.record, cfg)  # now also a job of this multirun, if one
 
 
 def _share_cores_with_parallel_jobs(cfg: DictConfig) -> None:

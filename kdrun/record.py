@@ -107,6 +107,14 @@ def write_record(
     return record
 
 
+def restamp(out_dir: Path, record: dict, cfg: DictConfig) -> dict:
+    """A verified record reused by this job: rewritten only if this job's overrides or multirun
+    stamp differ, so the multirun's summary counts it as one of its jobs."""
+    if record.get("multirun") == multirun_stamp() and record.get("overrides") == job_overrides():
+        return record
+    return write_record(out_dir, record, cfg)
+
+
 def _number(x: object) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
