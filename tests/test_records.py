@@ -12,7 +12,8 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 
 import kdrun.cli
-from kdrun.record import read_manifest, verify_record
+import kdrun.pipeline
+from kdrun.record import read_manifest, verify_record, write_record
 from kdrun.report_cli import main as report_main
 from kdrun.summary import collect, to_csv, to_markdown
 from kdrun.sweep import multirun_rows
@@ -202,3 +203,26 @@ def test_a_smaller_sweep_in_a_reused_dir_summarises_only_its_own_jobs(
     (row,) = rows_of(sweep_dir / "summary.csv")
     assert row["overrides"].endswith("shots=2") and row["status"] == "ok"
     assert row["run_dir"] == str(sweep_dir / "0")
+
+
+def test_a_diverged_job_is_a_summary_row_with_its_status_and_no_numbers(
+    tmp_path, cache, sweep_a, monkeypatch
+):
+    """Job 1 diverges (its record, as a diverged run writes it); the sweep still ends normally."""
+    sweep_dir = copy(sweep_a, tmp_path / "sweep")
+    real = kdrun.pipeline.run
+
+    def run(cfg, out_dir):
+        if HydraConfig.get().job.num != 1:
+            return real(cfg, out_dir)
+        metrics = {"status": "diverged", "error": "student loss became nan at step 3"}
+        return write_record(out_dir, metrics, cfg)
+
+    monkeypatch.setattr(kdrun.pipeline, "run", run)
+    assert run_cli(["-m", *args(cache, "shots=1,3")], sweep_dir, monkeypatch).rc == 0
+    rows = {r["run_dir"]: r for r in rows_of(sweep_dir / "summary.csv")}
+    assert rows[str(sweep_dir / "0")]["status"] == "ok"
+    diverged = rows[str(sweep_dir / "1")]
+    assert diverged["status"] == "diverged" and diverged["overrides"].endswith("shots=3")
+    assert diverged["student_acc"] == diverged["kd_gain"] == ""
+    assert "student loss became nan" in log_of(sweep_dir / "1")
