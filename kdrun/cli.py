@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -18,6 +17,7 @@ from kdrun.config import ConfigError, config_digest, register_configs
 from kdrun.config_dir import check_config_dirs
 from kdrun.errors import DivergedError
 from kdrun.interrupt import report_interrupt, sigterm_raises
+from kdrun.record import restamp, set_aside, verify_record, write_record
 
 log = logging.getLogger("kdrun")
 
@@ -25,29 +25,24 @@ register_configs()
 
 
 def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
-    """A complete metrics.json written for this exact config, e.g. a re-run sweep's done job."""
-    path = out_dir / "metrics.json"
-    try:
-        metrics = json.loads(path.read_text())
-    except (OSError, ValueError):
+    """A verified metrics.json written for this exact config, e.g. a re-run sweep's done job.
+    Any other metrics.json there (damaged, unverified, another config) is moved aside."""
+    check = verify_record(out_dir)
+    if check.state == "absent":
         return None
-    if not isinstance(metrics, dict) or metrics.get("status", "ok") != "ok":
+    if check.record is None or check.state != "ok":
+        set_aside(out_dir, f"not a verified record: {check.problem}")
         return None
-    return metrics if metrics.get("config_digest") == config_digest(cfg) else None
+    if check.record["config_digest"] != config_digest(cfg):
+        set_aside(out_dir, "a record of another config (e.g. an earlier sweep in this dir)")
+        return None
+    return restamp(out_dir, check.record, cfg)  # now also a job of this multirun, if one
 
 
 def _record_divergence(out_dir: Path, cfg: DictConfig, exc: DivergedError) -> None:
     """A diverged run is a result: metrics.json says so (status, stage, step), with no numbers."""
-    from kdrun.cache import atomic_write_text
-
-    record = {
-        "status": "diverged",
-        "error": str(exc),
-        "stage": exc.stage,
-        "step": exc.step,
-        "config_digest": config_digest(cfg),
-    }
-    atomic_write_text(json.dumps(record, indent=2) + "\n", out_dir / "metrics.json")
+    record = {"status": "diverged", "error": str(exc), "stage": exc.stage, "step": exc.step}
+    write_record(out_dir, record, cfg)
 
 
 def _share_cores_with_parallel_jobs(cfg: DictConfig) -> None:
@@ -86,6 +81,11 @@ def _main(cfg: DictConfig) -> float | None:
         except ConfigError as exc:
             log.error("%s", exc)
             sys.exit(2)
+    if metrics.get("status", "ok") != "ok":  # a reused record of a diverged run
+        log.error("%s: run %s: %s", out_dir, metrics["status"], metrics.get("error", ""))
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return None
+        sys.exit(2)
     print_summary(metrics)
     return metrics["student"]["test_acc"]  # the objective for Hydra sweepers
 

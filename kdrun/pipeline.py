@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from kdrun.device import Runtime, resolve_runtime
 from kdrun.losses import Distiller, build_loss
 from kdrun.metrics import aggregate_reports, classification_report, mean_ci
 from kdrun.models import build_meta_model, input_problem
+from kdrun.record import write_record
 from kdrun.soft_labels import SoftLabels, get_soft_labels
 from kdrun.storage import ensure_writable_dir, remove_stale_temps
 from kdrun.student import budget_key, budget_steps, train_student
@@ -451,5 +451,4 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         "config_digest": config_digest(cfg),
     }
     atomic_write_text(_history_csv(history), out_dir / "history.csv")
-    atomic_write_text(json.dumps(metrics, indent=2) + "\n", out_dir / "metrics.json")
-    return metrics
+    return write_record(out_dir, metrics, cfg)  # last: its checksums cover the files above

@@ -25,9 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"kdrun-report: not a directory: {', '.join(missing)}", file=sys.stderr)
         return 2
-    rows = collect(args.paths)
+    problems: list[str] = []
+    rows = collect(args.paths, problems)
+    for problem in problems:
+        print(f"kdrun-report: skipping {problem}", file=sys.stderr)
     if not rows:
-        print("kdrun-report: no finished run (metrics.json) under the given paths", file=sys.stderr)
+        print("kdrun-report: no run record (metrics.json) under the given paths", file=sys.stderr)
         return 1
     try:
         paths = write_summary(rows, args.out)

@@ -5,52 +5,45 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
 from rich.table import Table
 
 from kdrun.cache import atomic_write, atomic_write_text
-
-IGNORED_OVERRIDES = ("hydra.", "data.root=", "data.download=")
+from kdrun.record import RECORD, verify_record
 
 
 @dataclass
 class RunRow:
+    """One job; the numbers are None unless status is ok (a verified record of a finished run)."""
+
     run_dir: str
     overrides: str
-    teacher_acc: float
-    baseline_acc: float
-    baseline_ci95: float
-    student_acc: float
-    student_ci95: float
-    kd_gain: float
-    kd_gain_ci95: float
-    episodes: int
-    seconds: float
+    status: str  # ok | diverged | failed | missing | unverified
+    teacher_acc: float | None = None
+    baseline_acc: float | None = None
+    baseline_ci95: float | None = None
+    student_acc: float | None = None
+    student_ci95: float | None = None
+    kd_gain: float | None = None
+    kd_gain_ci95: float | None = None
+    episodes: int | None = None
+    seconds: float | None = None
 
 
-def _overrides(run_dir: Path) -> list[str]:
-    path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.exists():
-        return []
-    items = yaml.safe_load(path.read_text()) or []
-    return [o for o in items if not o.startswith(IGNORED_OVERRIDES)]
-
-
-def read_run(run_dir: Path) -> RunRow | None:
-    """A finished run's row; None when metrics.json is absent (unfinished or killed run)."""
-    path = run_dir / "metrics.json"
-    if not path.exists():
-        return None
-    m = json.loads(path.read_text())
+def row_from_record(run_dir: Path, m: dict, status: str = "") -> RunRow:
+    """A row from a record alone: its own overrides and numbers, never a sibling file's."""
+    status = status or m.get("status", "ok")
+    overrides = " ".join(m.get("overrides") or [])
+    if status != "ok":
+        return RunRow(run_dir=str(run_dir), overrides=overrides, status=status)
     return RunRow(
         run_dir=str(run_dir),
-        overrides=" ".join(_overrides(run_dir)),
+        overrides=overrides,
+        status=status,
         teacher_acc=m["teacher"]["test_acc"],
         baseline_acc=m["baseline"]["test_acc"],
         baseline_ci95=m["baseline"].get("test_acc_ci95", 0.0),
@@ -63,15 +56,34 @@ def read_run(run_dir: Path) -> RunRow | None:
     )
 
 
-def collect(paths: Iterable[Path]) -> list[RunRow]:
-    """Every finished run under the given run or sweep directories, best student first."""
+def read_run(run_dir: Path, problems: list[str] | None = None) -> RunRow | None:
+    """The run's row; None when metrics.json is absent, or does not verify (the reason is
+    appended to `problems`). An older kdrun's record without checksum gives an unverified row."""
+    check = verify_record(run_dir)
+    if check.state == "absent":
+        return None
+    if check.record is None:
+        if problems is not None:
+            problems.append(f"{run_dir / RECORD}: {check.problem}")
+        return None
+    return row_from_record(run_dir, check.record, "unverified" if check.state != "ok" else "")
+
+
+def ranked(rows: list[RunRow]) -> list[RunRow]:
+    """Finished runs best student first, then the others in directory order."""
+    return sorted(rows, key=lambda r: (r.status != "ok", -(r.student_acc or 0.0)))
+
+
+def collect(paths: Iterable[Path], problems: list[str] | None = None) -> list[RunRow]:
+    """Every recorded run under the given run or sweep directories, best student first; a
+    metrics.json that does not verify adds a line to `problems` instead of a row."""
     rows = []
     for root in paths:
-        for metrics in sorted(Path(root).rglob("metrics.json")):
-            row = read_run(metrics.parent)
+        for metrics in sorted(Path(root).rglob(RECORD)):
+            row = read_run(metrics.parent, problems)
             if row is not None:
                 rows.append(row)
-    return sorted(rows, key=lambda r: -r.student_acc)
+    return ranked(rows)
 
 
 def to_csv(rows: list[RunRow]) -> str:
@@ -88,6 +100,8 @@ def _pm(value: float, ci: float, episodes: int) -> str:
 
 
 def _cells(r: RunRow) -> list[str]:
+    if r.status != "ok":
+        return [r.overrides or "(defaults)", "", "", "", "", "", r.status]
     return [
         r.overrides or "(defaults)",
         f"{100 * r.teacher_acc:.1f}",
@@ -95,10 +109,19 @@ def _cells(r: RunRow) -> list[str]:
         _pm(r.student_acc, r.student_ci95, r.episodes),
         (f"{100 * r.kd_gain:+.1f}" + (f" ± {100 * r.kd_gain_ci95:.1f}" if r.episodes > 1 else "")),
         f"{r.seconds:.0f}",
+        r.status,
     ]
 
 
-HEADER = ["overrides", "teacher %", "baseline %", "student %", "gain (pts)", "time (s)"]
+HEADER = [
+    "overrides",
+    "teacher %",
+    "baseline %",
+    "student %",
+    "gain (pts)",
+    "time (s)",
+    "status",
+]
 
 
 def to_markdown(rows: list[RunRow]) -> str:
@@ -151,11 +174,12 @@ def plot(rows: list[RunRow], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [r for r in rows if r.status == "ok"]  # no numbers to draw for the others
     parsed = [_parse(r.overrides) for r in rows]
     keys = sorted({k for p in parsed for k in p})
     varying = [k for k in keys if len({p.get(k) for p in parsed}) > 1]
     numeric = [k for k in varying if all(_number(p.get(k, "x")) is not None for p in parsed)]
-    if not varying:
+    if not rows or not varying:
         return False
     x_key = numeric[0] if numeric else varying[0]
     others = [k for k in varying if k != x_key]

@@ -1,12 +1,17 @@
-"""Hydra callback: at the end of every multirun, summarise the jobs found on disk.
+"""Hydra callback: a multirun's summary covers exactly that multirun's jobs.
 
-It reads the jobs' files rather than in-process return values, so it works the same with the
-basic, joblib and submitit launchers, and after a re-run that reused finished jobs.
+At the start it writes a manifest (an id, and the jobs' overrides where the basic sweeper says
+them up front) to the sweep dir; each job stamps its record with that id (kdrun.record). At the
+end it reads the jobs' records from disk rather than in-process return values, so it works the
+same with the basic, joblib and submitit launchers, and after a re-run that reused jobs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +19,82 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.console import Console
 
-from kdrun.summary import collect, to_rich, write_summary
+from kdrun.record import IGNORED_OVERRIDES, MANIFEST, RECORD, read_manifest, verify_record
+from kdrun.storage import atomic_write
+from kdrun.summary import RunRow, ranked, row_from_record, to_rich, write_summary
 
 log = logging.getLogger("kdrun")
+HINT = "hydra.sweep.dir"
+
+
+def planned_jobs(config: DictConfig) -> list[list[str]] | None:
+    """Each job's overrides, when the sweeper fixes them up front (the basic sweeper)."""
+    from kdrun.sweep_check import BASIC_SWEEPER, job_overrides
+
+    if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
+        return None
+    try:
+        jobs = job_overrides(config)
+    except Exception:  # Hydra reports a bad sweep itself, right after the callbacks
+        return None
+    return [[o for o in job if not o.startswith(IGNORED_OVERRIDES)] for job in jobs]
+
+
+def write_manifest(sweep_dir: Path, jobs: list[list[str]] | None) -> dict:
+    """A fresh id for this multirun; jobs stamp their records with it (see record.py)."""
+    manifest = {"id": uuid.uuid4().hex, "started": time.time(), "jobs": jobs}
+    atomic_write(sweep_dir / MANIFEST, lambda f: f.write(json.dumps(manifest).encode()), HINT)
+    return manifest
+
+
+def multirun_rows(sweep_dir: Path, manifest: dict) -> list[RunRow]:
+    """One row per job of this multirun: its record's, or failed (a record that does not
+    verify) or missing (none); records of earlier multiruns in the dir are left out."""
+    mine: dict[int, RunRow] = {}
+    damaged: dict[str, str] = {}
+    ignored = 0
+    for path in sorted(sweep_dir.rglob(RECORD)):
+        check = verify_record(path.parent)
+        stamp = (check.record or {}).get("multirun") if check.state == "ok" else None
+        if stamp and stamp.get("id") == manifest["id"]:
+            mine[int(stamp["job"])] = row_from_record(path.parent, check.record)
+        elif check.state == "damaged" and path.parent.parent == sweep_dir:
+            damaged[path.parent.name] = check.problem
+        else:
+            ignored += 1
+    planned = manifest.get("jobs")
+    count = len(planned) if planned is not None else max(mine, default=-1) + 1
+    rows = []
+    for num in range(count):
+        overrides = " ".join(planned[num]) if planned is not None else ""
+        if num in mine:
+            rows.append(mine[num])
+        elif str(num) in damaged:
+            log.warning("sweep summary: job %d: %s: %s", num, RECORD, damaged.pop(str(num)))
+            rows.append(RunRow(str(sweep_dir / str(num)), overrides, "failed"))
+        else:
+            rows.append(RunRow(str(sweep_dir / str(num)), overrides, "missing"))
+    ignored += len(damaged)
+    if ignored:
+        log.info(
+            "sweep summary: ignored %d metrics.json of other runs under %s", ignored, sweep_dir
+        )
+    return ranked(rows)
 
 
 class SweepSummary(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        write_manifest(Path(config.hydra.sweep.dir), planned_jobs(config))
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        rows = collect([sweep_dir])
+        manifest = read_manifest(sweep_dir)
+        if manifest is None:
+            log.warning("sweep summary: no readable %s in %s", MANIFEST, sweep_dir)
+            return
+        rows = multirun_rows(sweep_dir, manifest)
         if not rows:
-            log.warning("sweep summary: no finished job under %s", sweep_dir)
+            log.warning("sweep summary: no job of this multirun under %s", sweep_dir)
             return
         paths = write_summary(rows, sweep_dir)
         Console(width=140).print(to_rich(rows, f"kdrun sweep · {len(rows)} runs · {sweep_dir}"))

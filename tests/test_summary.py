@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import multiprocessing as mp
 import time
 from pathlib import Path
@@ -11,28 +10,38 @@ from pathlib import Path
 import torch
 
 from kdrun.cache import ArtifactCache, digest
+from kdrun.record import write_record
 from kdrun.report_cli import main as report_main
 from kdrun.summary import collect, to_markdown, write_summary
+from tests.conftest import compose_config
+
+CFG = compose_config(["experiment=smoke"])
 
 
-def fake_run(root: Path, overrides: list[str], student: float, baseline: float = 0.2) -> Path:
-    (root / ".hydra").mkdir(parents=True)
-    (root / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
-    metrics = {
-        "teacher": {"test_acc": 0.8},
-        "baseline": {"test_acc": baseline, "test_acc_ci95": 0.01},
-        "student": {"test_acc": student, "test_acc_ci95": 0.02},
-        "kd_gain": student - baseline,
-        "kd_gain_ci95": 0.015,
-        "setting": {"episodes": 5},
-        "timing": {"total": 12.0},
-    }
-    (root / "metrics.json").write_text(json.dumps(metrics))
+def fake_run(
+    root: Path, overrides: list[str], student: float, baseline: float = 0.2, status: str = "ok"
+) -> Path:
+    """A run directory with a checksummed record of these numbers and a small student.pt."""
+    root.mkdir(parents=True)
+    if status == "ok":
+        torch.save({"w": torch.ones(2)}, root / "student.pt")
+        metrics = {
+            "teacher": {"test_acc": 0.8},
+            "baseline": {"test_acc": baseline, "test_acc_ci95": 0.01},
+            "student": {"test_acc": student, "test_acc_ci95": 0.02},
+            "kd_gain": student - baseline,
+            "kd_gain_ci95": 0.015,
+            "setting": {"episodes": 5},
+            "timing": {"total": 12.0},
+        }
+    else:
+        metrics = {"status": status, "error": "loss became nan at step 3", "timing": {"total": 1.0}}
+    write_record(root, metrics, CFG, overrides=overrides)
     return root
 
 
 def test_collect_sorts_by_student_and_skips_unfinished(tmp_path):
-    fake_run(tmp_path / "0", ["shots=1", "loss.alpha=0.5", "data.root=/x"], 0.3)
+    fake_run(tmp_path / "0", ["shots=1", "loss.alpha=0.5"], 0.3)
     fake_run(tmp_path / "1", ["shots=5", "loss.alpha=0.5"], 0.5)
     (tmp_path / "2" / ".hydra").mkdir(parents=True)  # a killed job: no metrics.json
     rows = collect([tmp_path])
