@@ -32,6 +32,25 @@ class RunRow:
     kd_gain_ci95: float | None = None
     episodes: int | None = None
     seconds: float | None = None
+    student_steps: int | None = None
+    student_last_half_pts: float | None = None  # gain over the last half of the budget
+    baseline_last_half_pts: float | None = None
+    converged: str = ""  # "yes", or which model was still improving (see kdrun/convergence.py)
+
+
+def _convergence(m: dict) -> dict:
+    """Budget and verdict columns; records written before learning curves have none."""
+    s, b = m["student"].get("convergence"), m["baseline"].get("convergence")
+    if not s or not b:
+        return {"converged": "not measured"}
+    late = [f"{n} +{v['last_half_gain_pts']:.1f}" for n, v in (("student", s), ("baseline", b))]
+    late = [t for t, v in zip(late, (s, b), strict=True) if not v["converged"]]
+    return {
+        "student_steps": s["steps"],
+        "student_last_half_pts": s["last_half_gain_pts"],
+        "baseline_last_half_pts": b["last_half_gain_pts"],
+        "converged": "no: " + ", ".join(late) if late else "yes",
+    }
 
 
 def row_from_record(run_dir: Path, m: dict, status: str = "") -> RunRow:
@@ -53,6 +72,7 @@ def row_from_record(run_dir: Path, m: dict, status: str = "") -> RunRow:
         kd_gain_ci95=m.get("kd_gain_ci95", 0.0),
         episodes=m.get("setting", {}).get("episodes", 1),
         seconds=m["timing"]["total"],
+        **_convergence(m),
     )
 
 
@@ -101,7 +121,7 @@ def _pm(value: float, ci: float, episodes: int) -> str:
 
 def _cells(r: RunRow) -> list[str]:
     if r.status != "ok":
-        return [r.overrides or "(defaults)", "", "", "", "", "", r.status]
+        return [r.overrides or "(defaults)", "", "", "", "", "", "", r.status]
     return [
         r.overrides or "(defaults)",
         f"{100 * r.teacher_acc:.1f}",
@@ -109,6 +129,7 @@ def _cells(r: RunRow) -> list[str]:
         _pm(r.student_acc, r.student_ci95, r.episodes),
         (f"{100 * r.kd_gain:+.1f}" + (f" ± {100 * r.kd_gain_ci95:.1f}" if r.episodes > 1 else "")),
         f"{r.seconds:.0f}",
+        r.converged,
         r.status,
     ]
 
@@ -120,6 +141,7 @@ HEADER = [
     "student %",
     "gain (pts)",
     "time (s)",
+    "converged",
     "status",
 ]
 
