@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-SCRIPTS = ("overhead", "distill_cost", "sweep_cost", "startup")
+SCRIPTS = ("overhead", "distill_cost", "curve_cost", "sweep_cost", "startup")
 
 
 def main() -> int:

@@ -1,0 +1,62 @@
+"""Cost of the learning curve: scoring the student on the test split at the curve's points
+against the student stage of the default recipe (10-way 5-shot, pool 500, 4 views: 20,200
+inputs, `student.epochs` passes). Target: the curve adds ≤ 5% to the stage.
+
+The stage is timed per step over a short run and scaled to the default budget's steps; the
+scoring is timed on a CIFAR-10-sized test split (10,000 images)."""
+
+from __future__ import annotations
+
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from benchmarks.common import cifar_sized, cpu_runtime, report, timed
+from kdrun.config import register_configs
+from kdrun.data.views import AugmentedSet
+from kdrun.losses import build_loss
+from kdrun.models import build_model
+from kdrun.student import budget_steps
+from kdrun.train import Schedule, curve_steps, fit, predict
+
+STEPS, WAYS, INPUTS = 200, 10, 50 + 10 * 500 * 4
+
+
+def main() -> None:
+    register_configs()
+    with initialize_config_module("kdrun.conf", version_base="1.3"):
+        cfg = compose("config")
+    budget = budget_steps(cfg.student, INPUTS)
+    points = len([s for s in curve_steps(budget, cfg.student.curve) if s < budget])
+    images, labels, normalize = cifar_sized(5_000)
+    test_images, _, _ = cifar_sized(10_000, seed=1)
+    logits = predict(build_model("cnn_large", WAYS).eval(), images, normalize, cpu_runtime())
+    train_set = AugmentedSet(
+        images, {"labels": labels, "teacher_logits": logits}, normalize, 4, True
+    )
+    kd = build_loss(OmegaConf.create({"name": "kd", "alpha": 0.9, "temperature": 4.0}))
+    model = build_model(cfg.student.arch, WAYS)
+
+    def train() -> None:
+        schedule = Schedule(STEPS, cfg.student.batch_size, cfg.student.lr)
+        fit(model, train_set, kd, schedule, cpu_runtime(), seed=0, stage="bench")
+
+    def score() -> None:
+        predict(model, test_images, normalize, cpu_runtime(), cfg.eval_batch_size)
+
+    score()  # warm-up
+    per_step = timed(train, 2) / STEPS
+    per_point = timed(score, 3)
+    stage = per_step * budget
+    ratio = points * per_point / stage
+    report(
+        "learning curve vs the default student stage",
+        ratio,
+        "<= 0.05",
+        ratio <= 0.05,
+        f"{points} extra scorings x {per_point:.2f}s on 10,000 test images vs "
+        f"{budget} steps x {1000 * per_step:.1f} ms = {stage:.0f}s",
+    )
+
+
+if __name__ == "__main__":
+    main()
