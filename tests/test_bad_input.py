@@ -316,7 +316,7 @@ ROWS = [
     Row("student.steps", ["student.steps=-1"], 2, "student.steps=-1 is invalid"),
     Row("student.epochs", ["student.epochs=0"], 2, "student.epochs=0.0 is invalid"),
     Row("student.min_steps", ["student.min_steps=0"], 2, "student.min_steps=0 is invalid"),
-    Row("student.curve", ["student.curve=[0,1]"], 2, "student.curve=[0, 1] is invalid"),
+    Row("student.curve", ["student.curve=[0,1]"], 2, "student.curve=[0.0, 1.0] is invalid"),
     # ---- data ------------------------------------------------------------------------------
     Row("data", ["data=nope"], 1, "Could not find 'data/nope'"),
     Row("data.source", ["data.source=nope"], 2, "data.source='nope' is unknown"),
