@@ -53,7 +53,7 @@ class StudentConf(TrainConf):
     steps: int | None = None
     epochs: float = 10.0
     min_steps: int = 300
-    curve: list[float] = field(default_factory=lambda: [0.125, 0.25, 0.5, 1.0])
+    curve: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])
 
 
 @dataclass
@@ -114,7 +114,7 @@ class Config:
     # to what the smallest class has left after the shots; resolved by fewshot.resolve_pool).
     pool: Any = "auto"
     cache_dir: str = "${oc.env:KDRUN_CACHE_DIR,outputs/cache}"
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 200  # CPU inference ~35% faster than 1000: activations stay in cache
 
 
 DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
