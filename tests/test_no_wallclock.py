@@ -1,0 +1,53 @@
+"""Tests never assert on wall-clock time: CI machines are loaded and shared (a smoke run that
+takes 20 s alone took 152 s there). Speed targets live in benchmarks/ as same-run ratios."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+CLOCKS = {"perf_counter", "monotonic", "time"}  # time.time(), time.perf_counter(), ...
+TIMED_NAMES = ("elapsed", "seconds", "duration", "wall")
+
+
+def _mentions_time(node: ast.AST) -> bool:
+    for sub in ast.walk(node):
+        func = sub.func if isinstance(sub, ast.Call) else None
+        clock = isinstance(func, ast.Attribute) and func.attr in CLOCKS
+        if clock and getattr(func.value, "id", "") == "time":
+            return True
+        name = sub.id if isinstance(sub, ast.Name) else getattr(sub, "value", None)
+        if isinstance(name, str) and any(t in name.lower() for t in TIMED_NAMES):
+            return True
+    return False
+
+
+def wallclock_asserts(source: str) -> list[int]:
+    """Line numbers of `assert` statements comparing something timed with `<`, `<=`, `>`."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare):
+            ordered = any(
+                isinstance(op, ast.Lt | ast.LtE | ast.Gt | ast.GtE) for op in node.test.ops
+            )
+            if ordered and _mentions_time(node.test):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_the_checker_catches_the_patterns_it_is_for():
+    assert wallclock_asserts("assert elapsed < 60") == [1]
+    assert wallclock_asserts("assert result['seconds'] < 300") == [1]
+    assert wallclock_asserts("assert time.perf_counter() - t0 < 5") == [1]
+    assert wallclock_asserts("assert len(rows) < 6") == []
+
+
+def test_no_test_asserts_on_wall_clock_time():
+    found = {
+        f"{path.name}:{line}"
+        for path in TESTS.glob("test_*.py")
+        if path.name != Path(__file__).name
+        for line in wallclock_asserts(path.read_text())
+    }
+    assert not found, f"wall-clock assertions (move them to benchmarks/): {sorted(found)}"
