@@ -51,7 +51,7 @@ class StudentConf(TrainConf):
     shots converges in a few hundred steps, the distilled student on 20,000 views needs more."""
 
     steps: int | None = None
-    epochs: float = 10.0
+    epochs: float = 20.0
     min_steps: int = 300
     curve: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])
 
