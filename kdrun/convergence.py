@@ -17,11 +17,13 @@ CONVERGED_PTS = 1.0  # points of test accuracy over the last half of the budget
 
 
 def last_half_gain(curve: list[dict]) -> float | None:
-    """Points gained between the curve's half-budget point and its end; None without one."""
-    if len(curve) < 2:
+    """Points gained between the curve's half-budget point and its end; None when the curve
+    has no point between 40% and 60% of the budget (e.g. student.curve=[1.0])."""
+    total = curve[-1]["step"] if curve else 0
+    near_half = [p for p in curve[:-1] if 0.4 * total <= p["step"] <= 0.6 * total]
+    if not near_half:
         return None
-    total = curve[-1]["step"]
-    half = min(curve[:-1], key=lambda p: abs(p["step"] - total / 2))
+    half = min(near_half, key=lambda p: abs(p["step"] - total / 2))
     return 100 * (curve[-1]["test_acc"] - half["test_acc"])
 
 
@@ -40,7 +42,7 @@ def verdict(curves: list[list[dict]], budget_key: str) -> dict:
     """The mean curve with its verdict; `budget_key` is the setting to raise if unconverged."""
     curve = mean_curve(curves)
     gain = last_half_gain(curve)
-    converged = gain is None or gain < CONVERGED_PTS
+    converged = None if gain is None else gain < CONVERGED_PTS  # None: not measured
     out = {
         "curve": curve,
         "steps": curve[-1]["step"] if curve else 0,
@@ -48,7 +50,7 @@ def verdict(curves: list[list[dict]], budget_key: str) -> dict:
         "converged": converged,
         "threshold_pts": CONVERGED_PTS,
     }
-    if not converged:
+    if converged is False:
         out["note"] = (
             f"not converged: +{gain:.1f} points over the last half of its budget; "
             f"raise {budget_key}"

@@ -408,7 +408,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         for stage in ("student", "baseline")
     }
     for stage, v in convergence.items():
-        if not v["converged"]:
+        if v["converged"] is False:
             log.warning("%s %s", stage, v["note"])
     timing["total"] = time.perf_counter() - t0
     metrics = {

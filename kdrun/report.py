@@ -17,7 +17,7 @@ def _acc(model: dict, episodes: int) -> str:
 def _with_verdict(note: str, model: dict) -> str:
     """A model still improving when its budget ended is flagged where its number is read."""
     v = model.get("convergence") or {}
-    if v.get("converged", True):
+    if v.get("converged") is not False:  # converged, or no curve point near half the budget
         return note
     gain = v["last_half_gain_pts"]
     return f"{note}; [bold yellow]not converged[/]: +{gain:.1f} pts in the last half"

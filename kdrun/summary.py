@@ -43,13 +43,14 @@ def _convergence(m: dict) -> dict:
     s, b = m["student"].get("convergence"), m["baseline"].get("convergence")
     if not s or not b:
         return {"converged": "not measured"}
-    late = [f"{n} +{v['last_half_gain_pts']:.1f}" for n, v in (("student", s), ("baseline", b))]
-    late = [t for t, v in zip(late, (s, b), strict=True) if not v["converged"]]
+    models = (("student", s), ("baseline", b))
+    late = [f"{n} +{v['last_half_gain_pts']:.1f}" for n, v in models if v["converged"] is False]
+    unknown = all(v["converged"] is None for _, v in models)
     return {
         "student_steps": s["steps"],
         "student_last_half_pts": s["last_half_gain_pts"],
         "baseline_last_half_pts": b["last_half_gain_pts"],
-        "converged": "no: " + ", ".join(late) if late else "yes",
+        "converged": "no: " + ", ".join(late) if late else "not measured" if unknown else "yes",
     }
 
 
