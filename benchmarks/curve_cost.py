@@ -18,7 +18,7 @@ from kdrun.models import build_model
 from kdrun.student import budget_steps
 from kdrun.train import Schedule, curve_steps, fit, predict
 
-STEPS, WAYS, INPUTS = 200, 10, 50 + 10 * 500 * 4
+STEPS, WAYS, INPUTS = 200, 10, (50 + 10 * 500) * 4  # shots and pool, 4 views each
 
 
 def main() -> None:
