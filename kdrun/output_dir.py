@@ -64,6 +64,11 @@ class CheckOutputDir(Callback):
     def __init__(self) -> None:
         self._held: BinaryIO | None = None
 
+    def __getstate__(self) -> dict:
+        """Parallel launchers (joblib) pickle the callbacks into their workers: the lock stays
+        with the process that took it."""
+        return {**self.__dict__, "_held": None}
+
     def _claim(self, path: str, key: str) -> None:
         _check(path, key)
         self._release()
