@@ -23,9 +23,10 @@ from kdrun.errors import ConfigError
 
 @dataclass
 class TrainConf:
-    """Optimiser settings shared by the teacher and the students (SGD with Nesterov momentum)."""
+    """Optimiser settings shared by the teacher and the students (kdrun/optimizers.py)."""
 
     arch: str = MISSING
+    optimizer: str = "sgd"  # sgd | adam | adamw; momentum is the Adam family's beta1
     batch_size: int = 128
     lr: float = 0.05
     momentum: float = 0.9
@@ -110,8 +111,9 @@ class Config:
     shots: int = 5
     seed: int = 0
     episodes: int = 1
-    # Unlabelled training images per class for the student: an integer, or "auto" (500 capped
-    # to what the smallest class has left after the shots; resolved by fewshot.resolve_pool).
+    # Unlabelled training images per class for the student: an integer, "auto" (500 capped
+    # to what the smallest class has left after the shots) or "all" (everything the smallest
+    # class has left); resolved by fewshot.resolve_pool.
     pool: Any = "auto"
     cache_dir: str = "${oc.env:KDRUN_CACHE_DIR,outputs/cache}"
     eval_batch_size: int = 200  # CPU inference ~35% faster than 1000: activations stay in cache
@@ -153,6 +155,7 @@ def check_ranges(cfg: DictConfig) -> None:
     """Reject values that type-check but cannot work; needs no data and no model."""
     from kdrun.losses import LOSSES, loss_params
     from kdrun.models import is_known_model, model_names
+    from kdrun.optimizers import OPTIMIZERS
 
     _check_resolvable(cfg)
     _require(cfg.shots >= 1, f"shots={cfg.shots} is invalid: shots must be an integer >= 1.")
@@ -160,8 +163,9 @@ def check_ranges(cfg: DictConfig) -> None:
     _require(cfg.episodes >= 1, f"episodes={cfg.episodes} is invalid: it must be >= 1.")
     pool = cfg.pool
     _require(
-        pool == "auto" or (isinstance(pool, int) and not isinstance(pool, bool) and pool >= 0),
-        f"pool={pool!r} is invalid: it must be auto or an integer >= 0.",
+        pool in ("auto", "all")
+        or (isinstance(pool, int) and not isinstance(pool, bool) and pool >= 0),
+        f"pool={pool!r} is invalid: it must be auto, all or an integer >= 0.",
     )
     sl = cfg.soft_labels
     _require(sl.views >= 0, f"soft_labels.views={sl.views} is invalid: it must be >= 0.")
@@ -194,6 +198,11 @@ def check_ranges(cfg: DictConfig) -> None:
             is_known_model(arch),
             f"{stage}.arch={arch!r} is not a known model; choose one of: "
             f"{', '.join(model_names())}.",
+        )
+        opt = cfg[stage].optimizer
+        _require(
+            opt in OPTIMIZERS,
+            f"{stage}.optimizer={opt!r} is unknown; choose one of: {', '.join(OPTIMIZERS)}.",
         )
         for key in ("batch_size", "lr"):
             value = cfg[stage][key]

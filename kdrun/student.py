@@ -127,7 +127,13 @@ def train_student(
     model = runtime.place(build_model(cfg.arch, episode.ways))
     distiller.bind(model)  # after the student's weights: same initialisation as the baseline
     schedule = Schedule(
-        steps, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.grad_clip
+        steps,
+        cfg.batch_size,
+        cfg.lr,
+        cfg.momentum,
+        cfg.weight_decay,
+        cfg.grad_clip,
+        optimizer=cfg.optimizer,
     )
     probe = None
     if score is not None:  # the final point is the run's own test score: not measured twice

@@ -47,6 +47,8 @@ class TeacherResult:
 def teacher_key(cfg: DictConfig, dataset: ImageDataset, episode: Episode, augment: dict) -> str:
     """Everything that changes the trained weights; not the device (results are equivalent)."""
     hparams = {k: cfg[k] for k in TRAINING_KEYS}
+    if cfg.optimizer != "sgd":  # SGD teachers keep the keys they had before the choice existed
+        hparams["optimizer"] = cfg.optimizer
     return digest(
         {
             "kind": "teacher",
@@ -122,7 +124,15 @@ def _train(
         model,
         train_set,
         build_loss(OmegaConf.create({"name": "ce"}), cfg.label_smoothing),
-        Schedule(steps, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.grad_clip),
+        Schedule(
+            steps,
+            cfg.batch_size,
+            cfg.lr,
+            cfg.momentum,
+            cfg.weight_decay,
+            cfg.grad_clip,
+            optimizer=cfg.optimizer,
+        ),
         runtime,
         seed=cfg.seed,
         stage="teacher",

@@ -18,12 +18,14 @@ from kdrun.device import Runtime
 from kdrun.errors import DivergedError
 from kdrun.losses import Loss
 from kdrun.losses.features import FeatureTap
+from kdrun.optimizers import build_optimizer
 from kdrun.progress import stage_progress
 
 
 @dataclass
 class Schedule:
-    """SGD with Nesterov momentum, linear warm-up then cosine decay, counted in optimiser steps."""
+    """An optimiser (SGD with Nesterov momentum by default), linear warm-up then cosine decay,
+    counted in optimiser steps."""
 
     steps: int
     batch_size: int
@@ -32,6 +34,7 @@ class Schedule:
     weight_decay: float = 5e-4
     grad_clip: float = 0.0
     warmup_fraction: float = 0.05
+    optimizer: str = "sgd"
 
     def lr_factor(self, step: int) -> float:
         warmup = max(1, int(self.steps * self.warmup_fraction))
@@ -121,12 +124,8 @@ def fit(
     epochs = math.ceil(schedule.steps / per_epoch)
     gen = torch.Generator(device=dev).manual_seed(seed)
     params = [*model.parameters(), *loss_fn.to(dev).parameters()]
-    opt = torch.optim.SGD(
-        params,
-        lr=schedule.lr,
-        momentum=schedule.momentum,
-        nesterov=schedule.momentum > 0,
-        weight_decay=schedule.weight_decay,
+    opt = build_optimizer(
+        schedule.optimizer, params, schedule.lr, schedule.momentum, schedule.weight_decay
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule.lr_factor)
     history, step, first = [], 0, 1

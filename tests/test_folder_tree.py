@@ -16,6 +16,7 @@ from PIL import Image
 from kdrun.cache import ArtifactCache
 from kdrun.config import ConfigError
 from kdrun.data import get_source
+from kdrun.data.fewshot import resolve_pool
 from kdrun.pipeline import preflight, run
 from tests.conftest import SMOKE_FAST
 
@@ -235,8 +236,18 @@ def test_an_explicit_pool_that_does_not_fit_still_fails(small_tree, compose_cfg)
 
 @pytest.mark.parametrize("value", ["many", "1.5", "true", "null"])
 def test_pool_must_be_auto_or_a_non_negative_integer(compose_cfg, value):
-    with pytest.raises(ConfigError, match="it must be auto or an integer >= 0"):
+    with pytest.raises(ConfigError, match="it must be auto, all or an integer >= 0"):
         preflight(compose_cfg(*SMOKE_FAST, f"pool={value}"))
+
+
+def test_pool_all_takes_everything_the_smallest_class_has_left(small_tree, compose_cfg, caplog):
+    """Past the auto cap: the whole remaining training split (cats: 120 images - 5 shots)."""
+    caplog.set_level(logging.INFO)
+    cfg = compose_cfg(*SMALL, f"data.root={small_tree}", "pool=all")
+    info, _ = preflight(cfg)
+    fewest = min(info.train_counts)
+    assert resolve_pool(cfg, info.classes, info.train_counts, announce=True) == fewest - 5
+    assert f"pool=all: {fewest - 5} per class (class 'cats' has {fewest}" in caplog.text
 
 
 def test_auto_pool_reuses_the_soft_labels_of_the_same_explicit_pool(compose_cfg, tmp_path):

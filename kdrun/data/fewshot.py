@@ -97,17 +97,20 @@ def resolve_pool(
     announce: bool = False,
 ) -> int:
     """The pool size per class the run uses. `pool=auto` takes AUTO_POOL capped to what the
-    smallest class has left after the shots, so a small image set works without tuning; an
-    integer is taken as given (check_counts refuses one that does not fit). The one place that
-    reads `cfg.pool`: everything downstream gets this integer."""
-    if cfg.pool != "auto":
+    smallest class has left after the shots, so a small image set works without tuning;
+    `pool=all` takes all of that; an integer is taken as given (check_counts refuses one that
+    does not fit). The one place that reads `cfg.pool`: everything downstream gets this integer."""
+    if cfg.pool not in ("auto", "all"):
         return int(cfg.pool)
     fewest = min(train_counts)
-    pool = max(0, min(AUTO_POOL, fewest - cfg.shots))
+    left = max(0, fewest - cfg.shots)
+    pool = min(AUTO_POOL, left) if cfg.pool == "auto" else left
     if announce:
         name = classes[train_counts.index(fewest)]
-        cap = "the cap; " if pool == AUTO_POOL else ""
-        log.info("pool=auto: %d per class (%sclass %r has %d %s)", pool, cap, name, fewest, unit)
+        cap = "the cap; " if cfg.pool == "auto" and pool == AUTO_POOL else ""
+        log.info(
+            "pool=%s: %d per class (%sclass %r has %d %s)", cfg.pool, pool, cap, name, fewest, unit
+        )
     return pool
 
 
