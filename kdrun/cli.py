@@ -13,9 +13,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from kdrun.config import ConfigError, config_digest, register_configs
+from kdrun.config import config_digest, register_configs
 from kdrun.config_dir import check_config_dirs
-from kdrun.errors import DivergedError
+from kdrun.errors import ConfigError, DivergedError
 from kdrun.interrupt import report_interrupt, sigterm_raises
 from kdrun.record import restamp, set_aside, verify_record, write_record
 

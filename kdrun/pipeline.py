@@ -19,12 +19,13 @@ from kdrun.cache import (
     digest,
     tensor_digest,
 )
-from kdrun.config import ConfigError, check_ranges, config_digest
+from kdrun.config import check_ranges, config_digest
 from kdrun.convergence import verdict
 from kdrun.data import ImageDataset, SourceInfo, get_source
 from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import Episode, episode_seed, resolve_pool, sample_episode
 from kdrun.device import Runtime, resolve_runtime
+from kdrun.errors import ConfigError
 from kdrun.losses import Distiller, build_loss
 from kdrun.metrics import aggregate_reports, classification_report, mean_ci
 from kdrun.models import build_meta_model, input_problem

@@ -32,7 +32,7 @@ class PreflightSweep(Callback):
         (optuna, ax, ...) choose values as they go and are left to check each job."""
         from hydra import compose
 
-        from kdrun.config import ConfigError
+        from kdrun.errors import ConfigError
         from kdrun.pipeline import preflight
 
         if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
