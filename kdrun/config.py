@@ -51,6 +51,8 @@ class StudentConf(TrainConf):
     inputs (shots + pool, times the views), at least `min_steps`: the CE baseline on a few
     shots converges in a few hundred steps, the distilled student on 20,000 views needs more."""
 
+    batch_size: int = 64
+    lr: float = 0.02
     steps: int | None = None
     epochs: float = 20.0
     min_steps: int = 300
@@ -65,24 +67,34 @@ class AugmentConf:
 
 @dataclass
 class DataConf:
+    """What every data source reads: data=cifar10 and data=folder are typed by it alone."""
+
     source: str = MISSING
     root: str | None = None
     download: bool = False
     image_size: int = 32
     augment: AugmentConf = field(default_factory=AugmentConf)
-    # Only used by data=synthetic.
+
+
+@dataclass
+class SyntheticDataConf(DataConf):
+    """data=synthetic's own keys: `data=cifar10 data.num_classes=5` is an unknown key."""
+
     num_classes: int = 10
-    train_per_class: int = 500
+    train_per_class: int = 200
     test_per_class: int = 100
     synthetic_seed: int = 1234
+
+
+DATA_SCHEMAS = {"cifar10": DataConf, "folder": DataConf, "synthetic": SyntheticDataConf}
 
 
 @dataclass
 class SoftLabelConf:
     """views=0 labels the clean images; V >= 1 labels V stored augmented views of each image."""
 
-    views: int = 0
-    mix: str = "none"
+    views: int = 4  # augmented views per image labelled by the teacher (0: clean images only)
+    mix: str = "none"  # none | mixup | cutmix: mixed views for the distillation term
     mix_alpha: float = 1.0
     # Teacher features for feature methods (fitnet, at, rkd): cached with the views when they
     # fit in feature_cache_mb ("auto"), always cached ("cache") or recomputed each step ("online").
@@ -103,14 +115,14 @@ class DeviceConf:
 class Config:
     teacher: TeacherConf = MISSING
     student: StudentConf = MISSING
-    data: DataConf = MISSING
+    data: Any = MISSING  # typed by its source's schema (DATA_SCHEMAS)
     loss: Any = MISSING  # typed by each method's own schema (kdrun/losses/registry.py)
     device: DeviceConf = MISSING
     soft_labels: SoftLabelConf = field(default_factory=SoftLabelConf)
-    ways: int = 10
-    shots: int = 5
-    seed: int = 0
-    episodes: int = 1
+    ways: int = 10  # N: classes per few-shot task (all ten when 10)
+    shots: int = 5  # K: labelled training images per class for the student
+    seed: int = 0  # draws the classes and shots, and seeds the students
+    episodes: int = 1  # independent draws of classes and shots; metrics report mean ± 95% CI
     # Unlabelled training images per class for the student: an integer, "auto" (500 capped
     # to what the smallest class has left after the shots) or "all" (everything the smallest
     # class has left); resolved by fewshot.resolve_pool.
@@ -134,6 +146,8 @@ def register_configs() -> None:
 
     store = ConfigStore.instance()
     store.store(name="kdrun_schema", node=Config)
+    for name, schema in DATA_SCHEMAS.items():
+        store.store(group="schema/data", name=name, node=schema)
     store_loss_schemas(store)
 
 
@@ -270,7 +284,10 @@ def _check_resolvable(cfg: DictConfig) -> None:
 
 def _check_extra_ranges(cfg: DictConfig) -> None:
     """Keys whose bad values would otherwise fail deep inside training, or silently do nothing."""
-    unknown = next(_unknown_keys(cfg, Config), None)
+    data_schema = DATA_SCHEMAS.get(cfg.data.source, DataConf)
+    unknown = next(_unknown_keys(cfg, Config), None) or next(
+        _unknown_keys(cfg.data, data_schema, "data."), None
+    )
     _require(
         unknown is None,
         f"{unknown} is not a kdrun config key (added with '+'?); see docs/configuration.md "
@@ -281,7 +298,11 @@ def _check_extra_ranges(cfg: DictConfig) -> None:
     for key, value in (
         ("seed", cfg.seed),
         ("teacher.seed", cfg.teacher.seed),
-        ("data.synthetic_seed", cfg.data.synthetic_seed),
+        *(
+            [("data.synthetic_seed", cfg.data.synthetic_seed)]
+            if "synthetic_seed" in cfg.data
+            else []
+        ),
     ):
         _require(
             0 <= value <= MAX_SEED,

@@ -24,7 +24,7 @@ class DKDConf(LossSchema):
     alpha: float = 1.0
     beta: float = 8.0
     temperature: float = 4.0
-    warmup: float = 20 / 240  # the paper ramps the KD weight over 20 of 240 epochs
+    warmup: float = 0.0833  # the KD weight ramps up over the first ~20/240 (the paper's epochs)
 
 
 def _binary_kl(p_t: torch.Tensor, p_s: torch.Tensor) -> torch.Tensor:
