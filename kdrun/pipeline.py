@@ -19,82 +19,27 @@ from kdrun.cache import (
     digest,
     tensor_digest,
 )
-from kdrun.config import check_ranges, config_digest
+from kdrun.config import config_digest
 from kdrun.convergence import verdict
-from kdrun.data import ImageDataset, SourceInfo, get_source
+from kdrun.data import ImageDataset, get_source
 from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import Episode, episode_seed, resolve_pool, sample_episode
-from kdrun.device import Runtime, resolve_runtime
-from kdrun.errors import ConfigError
+from kdrun.device import Runtime
 from kdrun.losses import Distiller, build_loss
 from kdrun.metrics import aggregate_reports, classification_report, mean_ci
-from kdrun.models import build_meta_model, input_problem
+from kdrun.models import build_meta_model
+from kdrun.preflight import check_counts, preflight
 from kdrun.record import write_record
 from kdrun.soft_labels import SoftLabels, get_soft_labels
-from kdrun.storage import ensure_writable_dir, remove_stale_temps
+from kdrun.storage import remove_stale_temps
 from kdrun.student import budget_key, budget_steps, train_student
-from kdrun.teacher import TeacherResult, load_checkpoint, prepare_teacher
+from kdrun.teacher import TeacherResult, prepare_teacher
 from kdrun.teacher_features import TeacherFeatures, get_teacher_features
 from kdrun.train import cpu_state_dict, predict
 
 log = logging.getLogger(__name__)
 
 CE = OmegaConf.create({"name": "ce"})
-
-
-def preflight(cfg: DictConfig) -> tuple[SourceInfo, Runtime]:
-    """Every check that can fail on user input, before any data is decoded or model trained."""
-    check_ranges(cfg)
-    for stage in ("teacher", "student"):
-        problem = input_problem(cfg[stage].arch, cfg.ways, cfg.data.image_size)
-        if problem:
-            raise ConfigError(
-                f"{stage}.arch={cfg[stage].arch} cannot take data.image_size={cfg.data.image_size}"
-                f" images ({problem}); pick another data.image_size or {stage}.arch."
-            )
-    info = get_source(cfg.data.source).describe(cfg.data)
-    pool = resolve_pool(cfg, info.classes, info.train_counts)
-    check_counts(cfg, info.classes, info.train_counts, pool=pool)
-    if cfg.teacher.checkpoint:
-        load_checkpoint(cfg.teacher.checkpoint, cfg.teacher.arch, cfg.ways)
-    distiller = build_loss(cfg.loss)
-    if distiller.uses_features:  # layer names and shapes: weightless models are enough
-        size = cfg.data.image_size
-        distiller.resolve(
-            build_meta_model(cfg.student.arch, cfg.ways),
-            build_meta_model(cfg.teacher.arch, cfg.ways),
-            torch.zeros(2, 3, size, size),
-        )
-    ensure_writable_dir(Path(to_absolute_path(cfg.cache_dir)), "cache_dir")
-    return info, resolve_runtime(cfg.device)
-
-
-def check_counts(
-    cfg: DictConfig,
-    classes: list[str],
-    train_counts: list[int],
-    test_counts: list[int] | None = None,
-    unit: str = "training images",
-    pool: int = 0,
-) -> None:
-    """`ways`, `shots` and the resolved `pool` against the data: from file counts before
-    decoding, and again from the decoded images (unreadable files are skipped, so a class can
-    end up short)."""
-    n = len(classes)
-    if cfg.ways > n:
-        raise ConfigError(f"ways={cfg.ways} is invalid: the data set has {n} classes (2..{n}).")
-    fewest = min(train_counts)
-    if cfg.shots + pool > fewest:
-        name = classes[train_counts.index(fewest)]
-        key = f"shots={cfg.shots}" + (f" with pool={pool}" if pool else "")
-        need = f"; shots + pool must be <= {fewest}" if pool else ""
-        raise ConfigError(f"{key} is invalid: class {name!r} has only {fewest} {unit}{need}.")
-    empty = [c for c, k in zip(classes, test_counts or [], strict=False) if k == 0]
-    if empty:
-        raise ConfigError(
-            f"data.root={cfg.data.root}: class(es) {', '.join(empty)} have no readable test "
-            "images; every class needs test images for evaluation."
-        )
 
 
 def _evaluate_teacher(

@@ -33,7 +33,7 @@ class PreflightSweep(Callback):
         from hydra import compose
 
         from kdrun.errors import ConfigError
-        from kdrun.pipeline import preflight
+        from kdrun.preflight import preflight
 
         if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
             return

@@ -11,11 +11,12 @@ import torch
 from kdrun import checkpoint as checkpoint_mod
 from kdrun.cache import ArtifactCache
 from kdrun.checkpoint import KIND, TrainingCheckpoint
-from kdrun.config import ConfigError, check_ranges
 from kdrun.data import get_source
 from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import sample_episode
 from kdrun.device import resolve_runtime
+from kdrun.errors import ConfigError
+from kdrun.preflight import check_ranges
 from kdrun.teacher import prepare_teacher
 from tests.conftest import SMOKE_FAST
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from kdrun.config import ConfigError
+from kdrun.errors import ConfigError
 from kdrun.losses import LOSSES, build_loss
 from kdrun.losses.dkd import dkd_terms
 from kdrun.losses.kd import kd_divergence
