@@ -156,9 +156,9 @@ def _run_episode(
     reports = {"teacher": teacher_report}
     curves: dict[str, list[dict]] = {}
     baseline = build_loss(CE, cfg.student.label_smoothing)
-    for stage, loss_fn in (("student", distiller), ("baseline", baseline)):
+    for stage, method in (("student", distiller), ("baseline", baseline)):
         entry = _train_and_test(
-            cfg, stage, loss_fn, dataset, episode, soft, normalize, runtime, cache, features
+            cfg, stage, method, dataset, episode, soft, normalize, runtime, cache, features
         )
         _add(timing, stage, entry["seconds"])
         _add(timing, "curve", entry["curve_seconds"])  # already inside the stage's seconds
@@ -247,7 +247,7 @@ def _baseline_key(cfg: DictConfig, dataset: ImageDataset, episode: Episode) -> s
 def _train_and_test(
     cfg: DictConfig,
     stage: str,
-    loss_fn: Distiller,
+    distiller: Distiller,
     dataset: ImageDataset,
     episode: Episode,
     soft: SoftLabels,
@@ -267,7 +267,7 @@ def _train_and_test(
     def train_and_test() -> dict:
         trained = train_student(
             cfg.student,
-            loss_fn,
+            distiller,
             cfg.data.augment,
             dataset,
             episode,

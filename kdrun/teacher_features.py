@@ -22,6 +22,7 @@ from kdrun.data.augment import Normalize
 from kdrun.data.views import view_batches
 from kdrun.device import Runtime
 from kdrun.losses import Distiller
+from kdrun.losses.base import teacher_feature_key
 from kdrun.losses.features import FeatureTap
 from kdrun.soft_labels import SoftLabels
 
@@ -84,7 +85,7 @@ def get_teacher_features(
     sample: torch.Tensor,
 ) -> TeacherFeatures | None:
     """None when the method reads no teacher layer; else cached targets or the online teacher."""
-    if not distiller.teacher_layers:
+    if not distiller.uses_features:
         return None
     views = cfg.views
     nbytes = _bytes_per_view(teacher_model, distiller, sample, runtime) * len(soft.indices)
@@ -144,4 +145,4 @@ class OnlineTeacher:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, targets = self.inner.batch(idx, gen)
         extra = teacher_targets(self.model, self.distiller, x, self.runtime)
-        return x, targets | {f"teacher_feat:{k}": v for k, v in extra.items()}
+        return x, targets | {teacher_feature_key(k): v for k, v in extra.items()}

@@ -72,6 +72,7 @@ class AttentionTransfer(Distiller):
         logits: torch.Tensor,
         batch: dict[str, torch.Tensor],
         features: dict[str, torch.Tensor] | None = None,
+        progress: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         pairs = zip(self.student_layers, self.teacher_layers, self.sizes, strict=True)
         at = sum(

@@ -19,5 +19,6 @@ class CrossEntropy(Distiller):
         logits: torch.Tensor,
         batch: dict[str, torch.Tensor],
         features: dict[str, torch.Tensor] | None = None,
+        progress: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         return {"ce": self.ce(logits, batch)}

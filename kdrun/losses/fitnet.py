@@ -77,6 +77,7 @@ class FitNet(Distiller):
         logits: torch.Tensor,
         batch: dict[str, torch.Tensor],
         features: dict[str, torch.Tensor] | None = None,
+        progress: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         guided = self.regressor(features[self.student_layers[0]].float())
         if self.size:
