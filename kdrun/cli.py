@@ -62,7 +62,7 @@ def _share_cores_with_parallel_jobs(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path="pkg://kdrun.conf", config_name="config")
 def _main(cfg: DictConfig) -> float | None:
     from kdrun.pipeline import run
-    from kdrun.report import print_summary
+    from kdrun.run_table import print_summary
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     metrics = finished_metrics(out_dir, cfg)

@@ -85,4 +85,4 @@ def test_python_dash_m_works(tmp_path):
 def test_launcher_configs_compose(tmp_path, launcher, target):
     proc = kdrun(f"hydra/launcher={launcher}", "experiment=smoke", "--cfg", "hydra", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert target in proc.stdout and "kdrun.sweep.SweepSummary" in proc.stdout
+    assert target in proc.stdout and "kdrun.callbacks.SweepSummary" in proc.stdout

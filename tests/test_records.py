@@ -15,7 +15,7 @@ import kdrun.cli
 import kdrun.pipeline
 from kdrun.record import read_manifest, verify_record, write_record
 from kdrun.report_cli import main as report_main
-from kdrun.summary import collect, to_csv, to_markdown
+from kdrun.runs_summary import collect, to_csv, to_markdown
 from kdrun.sweep import multirun_rows
 from tests.conftest import SMOKE_FAST
 from tests.test_bad_input import run_cli
