@@ -16,7 +16,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from kdrun.config import DATA_SCHEMAS, Config, DataConf
+from kdrun.config import DATA_SCHEMAS, Config
 from kdrun.data import SourceInfo, get_source
 from kdrun.data.fewshot import resolve_pool
 from kdrun.device import Runtime, resolve_runtime
@@ -213,10 +213,9 @@ def _check_resolvable(cfg: DictConfig) -> None:
 
 def _check_extra_ranges(cfg: DictConfig) -> None:
     """Keys whose bad values would otherwise fail deep inside training, or silently do nothing."""
-    data_schema = DATA_SCHEMAS.get(cfg.data.source, DataConf)
-    unknown = next(_unknown_keys(cfg, Config), None) or next(
-        _unknown_keys(cfg.data, data_schema, "data."), None
-    )
+    unknown = next(_unknown_keys(cfg, Config), None)
+    if unknown is None and cfg.data.source in DATA_SCHEMAS:  # an unknown source is named later
+        unknown = next(_unknown_keys(cfg.data, DATA_SCHEMAS[cfg.data.source], "data."), None)
     _require(
         unknown is None,
         f"{unknown} is not a kdrun config key (added with '+'?); see docs/configuration.md "

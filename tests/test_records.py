@@ -162,6 +162,7 @@ def kill_job(num: int):
     return finished_metrics
 
 
+@pytest.mark.slow  # an end-to-end process test: minutes on a loaded 2-core machine
 def test_a_killed_job_in_a_reused_sweep_dir_is_missing_not_the_old_numbers(
     tmp_path, cache, sweep_a, monkeypatch
 ):
