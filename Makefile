@@ -24,11 +24,11 @@ smoke: install
 
 # Fast tier: synthetic data only, a few minutes on 2 cores.
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=30
 
 # Real-data and sweep tests: set KDRUN_TEST_CIFAR10 to an unpacked CIFAR-10 class-folder tree.
 test-slow: install
-	$(BIN)/pytest -q -m slow -rs
+	$(BIN)/pytest -q -m slow -rs --durations=15
 
 # Speed and memory ratios against baselines measured in the same run (< 10 min on 2 cores).
 # The data and memory figures need a CIFAR-10 copy: make bench DATA_ROOT=/path/to/cifar10

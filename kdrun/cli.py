@@ -13,9 +13,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from kdrun.config import ConfigError, config_digest, register_configs
+from kdrun.config import config_digest, register_configs
 from kdrun.config_dir import check_config_dirs
-from kdrun.errors import DivergedError
+from kdrun.errors import ConfigError, DivergedError
 from kdrun.interrupt import report_interrupt, sigterm_raises
 from kdrun.record import restamp, set_aside, verify_record, write_record
 
@@ -62,7 +62,7 @@ def _share_cores_with_parallel_jobs(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path="pkg://kdrun.conf", config_name="config")
 def _main(cfg: DictConfig) -> float | None:
     from kdrun.pipeline import run
-    from kdrun.report import print_summary
+    from kdrun.run_table import print_summary
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     metrics = finished_metrics(out_dir, cfg)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig
 
-from kdrun.config import ConfigError
+from kdrun.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

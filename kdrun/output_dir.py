@@ -1,16 +1,13 @@
-"""Hydra callback: before any job starts, check the run (or sweep) directory can be written, so
-an unwritable `hydra.run.dir` fails in one paragraph naming the path instead of a traceback,
-and claim it, so two live runs never share one directory."""
+"""The run (or sweep) directory, before any job starts: check it can be written, so an
+unwritable `hydra.run.dir` fails in one paragraph naming the path instead of a traceback, and
+claim it, so two live runs never share one directory (kdrun.callbacks.CheckOutputDir)."""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import Any, BinaryIO
-
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from typing import BinaryIO
 
 from kdrun.storage import StorageError, ensure_writable_dir
 
@@ -29,7 +26,7 @@ def _refuse(message: str) -> None:
     sys.exit(2)
 
 
-def _check(path: str, key: str) -> None:
+def check_output_dir(path: str, key: str) -> None:
     try:
         ensure_writable_dir(Path(path).absolute(), key)
     except StorageError as exc:
@@ -58,38 +55,3 @@ def claim(directory: Path, key: str) -> BinaryIO | None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return os.fdopen(fd, "r+b")
-
-
-class CheckOutputDir(Callback):
-    def __init__(self) -> None:
-        self._held: BinaryIO | None = None
-
-    def __getstate__(self) -> dict:
-        """Parallel launchers (joblib) pickle the callbacks into their workers: the lock stays
-        with the process that took it."""
-        return {**self.__dict__, "_held": None}
-
-    def _claim(self, path: str, key: str) -> None:
-        _check(path, key)
-        self._release()
-        try:
-            self._held = claim(Path(path).absolute(), key)
-        except OSError as exc:  # flock unsupported here (some network file systems)
-            print(f"[WARNING] {key}={path}: cannot lock {LOCK_NAME} ({exc})", file=sys.stderr)
-
-    def _release(self) -> None:
-        if self._held is not None:
-            self._held.close()  # closing the file releases the flock
-            self._held = None
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._claim(config.hydra.run.dir, "hydra.run.dir")
-
-    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._release()
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._claim(config.hydra.sweep.dir, "hydra.sweep.dir")
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._release()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
 from pathlib import Path
@@ -19,147 +17,33 @@ from kdrun.cache import (
     digest,
     tensor_digest,
 )
-from kdrun.config import ConfigError, check_ranges, config_digest
-from kdrun.convergence import verdict
-from kdrun.data import ImageDataset, SourceInfo, get_source
+from kdrun.data import ImageDataset, get_source
 from kdrun.data.augment import Normalize
-from kdrun.data.fewshot import Episode, episode_seed, resolve_pool, sample_episode
-from kdrun.device import Runtime, resolve_runtime
+from kdrun.data.fewshot import episode_seed, resolve_pool, sample_episode
+from kdrun.episode_inputs import EpisodeInputs, RunInputs
+from kdrun.evaluation import evaluate_teacher, test_accuracy, test_report
 from kdrun.losses import Distiller, build_loss
-from kdrun.metrics import aggregate_reports, classification_report, mean_ci
-from kdrun.models import build_meta_model, input_problem
+from kdrun.models import build_meta_model
+from kdrun.preflight import check_counts, preflight
 from kdrun.record import write_record
+from kdrun.run_record import history_csv, run_metrics
 from kdrun.soft_labels import SoftLabels, get_soft_labels
-from kdrun.storage import ensure_writable_dir, remove_stale_temps
-from kdrun.student import budget_key, budget_steps, train_student
-from kdrun.teacher import TeacherResult, load_checkpoint, prepare_teacher
+from kdrun.storage import remove_stale_temps
+from kdrun.student import budget_steps, train_student
+from kdrun.teacher import TeacherResult, prepare_teacher
 from kdrun.teacher_features import TeacherFeatures, get_teacher_features
-from kdrun.train import cpu_state_dict, predict
+from kdrun.train import cpu_state_dict
 
 log = logging.getLogger(__name__)
 
 CE = OmegaConf.create({"name": "ce"})
 
 
-def preflight(cfg: DictConfig) -> tuple[SourceInfo, Runtime]:
-    """Every check that can fail on user input, before any data is decoded or model trained."""
-    check_ranges(cfg)
-    for stage in ("teacher", "student"):
-        problem = input_problem(cfg[stage].arch, cfg.ways, cfg.data.image_size)
-        if problem:
-            raise ConfigError(
-                f"{stage}.arch={cfg[stage].arch} cannot take data.image_size={cfg.data.image_size}"
-                f" images ({problem}); pick another data.image_size or {stage}.arch."
-            )
-    info = get_source(cfg.data.source).describe(cfg.data)
-    pool = resolve_pool(cfg, info.classes, info.train_counts)
-    check_counts(cfg, info.classes, info.train_counts, pool=pool)
-    if cfg.teacher.checkpoint:
-        load_checkpoint(cfg.teacher.checkpoint, cfg.teacher.arch, cfg.ways)
-    distiller = build_loss(cfg.loss)
-    if distiller.uses_features:  # layer names and shapes: weightless models are enough
-        size = cfg.data.image_size
-        distiller.resolve(
-            build_meta_model(cfg.student.arch, cfg.ways),
-            build_meta_model(cfg.teacher.arch, cfg.ways),
-            torch.zeros(2, 3, size, size),
-        )
-    ensure_writable_dir(Path(to_absolute_path(cfg.cache_dir)), "cache_dir")
-    return info, resolve_runtime(cfg.device)
-
-
-def check_counts(
-    cfg: DictConfig,
-    classes: list[str],
-    train_counts: list[int],
-    test_counts: list[int] | None = None,
-    unit: str = "training images",
-    pool: int = 0,
-) -> None:
-    """`ways`, `shots` and the resolved `pool` against the data: from file counts before
-    decoding, and again from the decoded images (unreadable files are skipped, so a class can
-    end up short)."""
-    n = len(classes)
-    if cfg.ways > n:
-        raise ConfigError(f"ways={cfg.ways} is invalid: the data set has {n} classes (2..{n}).")
-    fewest = min(train_counts)
-    if cfg.shots + pool > fewest:
-        name = classes[train_counts.index(fewest)]
-        key = f"shots={cfg.shots}" + (f" with pool={pool}" if pool else "")
-        need = f"; shots + pool must be <= {fewest}" if pool else ""
-        raise ConfigError(f"{key} is invalid: class {name!r} has only {fewest} {unit}{need}.")
-    empty = [c for c, k in zip(classes, test_counts or [], strict=False) if k == 0]
-    if empty:
-        raise ConfigError(
-            f"data.root={cfg.data.root}: class(es) {', '.join(empty)} have no readable test "
-            "images; every class needs test images for evaluation."
-        )
-
-
-def _evaluate_teacher(
-    teacher: TeacherResult,
-    dataset: ImageDataset,
-    episode: Episode,
-    normalize: Normalize,
-    runtime: Runtime,
-    cache: ArtifactCache,
-    batch_size: int,
-    tta_flip: bool,
-) -> dict:
-    """The teacher's test scores, cached beside it so a repeated run recomputes nothing."""
-    key = digest(
-        {
-            "kind": "teacher_eval",
-            "teacher": teacher.identity,
-            "data": dataset.identity,
-            "classes": episode.classes,
-            "tta_flip": tta_flip,
-        }
-    )
-    entry, _ = cache.get_or_build(
-        "teacher_eval",
-        key,
-        lambda: {
-            "report": _test_report(
-                teacher.model, dataset, episode, normalize, runtime, batch_size, tta_flip
-            )
-        },
-    )
-    return dict(entry["report"])
-
-
-def _test_report(
-    model, dataset, episode, normalize, runtime, batch_size, tta_flip: bool = False
-) -> dict:
-    images = dataset.test.images[episode.test_indices]
-    logits = predict(model, images, normalize, runtime, batch_size)
-    if tta_flip:
-        logits = (logits + predict(model, images.flip(3), normalize, runtime, batch_size)) / 2
-    names = [dataset.classes[c] for c in episode.classes]
-    return classification_report(logits, episode.test_labels, names)
-
-
-def _history_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    fields = ["episode", "stage", "epoch", "step", "loss", "train_acc", "lr", "seconds", "test_acc"]
-    writer = csv.DictWriter(buf, fieldnames=fields, restval="")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 def _run_episode(
-    cfg: DictConfig,
-    e: int,
-    dataset: ImageDataset,
-    normalize: Normalize,
-    runtime: Runtime,
-    cache: ArtifactCache,
-    out_dir: Path,
-    timing: dict[str, float],
-    pool: int,
+    cfg: DictConfig, e: int, shared: RunInputs, pool: int, out_dir: Path, timing: dict[str, float]
 ) -> tuple[dict, list[dict], str]:
     """One draw of classes and shots: teacher (usually cached), soft labels, student, baseline."""
+    dataset = shared.dataset
     seed = episode_seed(cfg.seed, e)
     episode = sample_episode(
         dataset.train.labels,
@@ -170,37 +54,17 @@ def _run_episode(
         seed,
         pool=pool,
     )
+    inputs = shared.for_episode(episode)
     start = time.perf_counter()
-    teacher = prepare_teacher(
-        cfg.teacher, cfg.data.augment, dataset, episode, normalize, runtime, cache
-    )
-    teacher_report = _evaluate_teacher(
-        teacher,
-        dataset,
-        episode,
-        normalize,
-        runtime,
-        cache,
-        cfg.eval_batch_size,
-        cfg.teacher.tta_flip,
-    )
+    teacher = prepare_teacher(cfg.teacher, inputs)
+    teacher_report = evaluate_teacher(teacher, inputs, cfg.teacher.tta_flip)
     _add(timing, "teacher", time.perf_counter() - start)
     log.info("teacher: test accuracy %.4f (%s)", teacher_report["test_acc"], teacher.source)
 
-    soft = get_soft_labels(
-        teacher,
-        dataset,
-        episode,
-        cfg.soft_labels,
-        cfg.data.augment,
-        normalize,
-        runtime,
-        cache,
-        cfg.eval_batch_size,
-    )
+    soft = get_soft_labels(teacher, cfg.soft_labels, inputs)
     _add(timing, "soft_labels", soft.seconds)
     distiller = build_loss(cfg.loss, cfg.student.label_smoothing)
-    features = _teacher_features(cfg, distiller, teacher, dataset, soft, normalize, runtime, cache)
+    features = _teacher_features(cfg, distiller, teacher, soft, inputs)
     if features is not None:
         _add(timing, "teacher_features", features.seconds)
     if features is None or features.mode != "online":
@@ -210,10 +74,8 @@ def _run_episode(
     reports = {"teacher": teacher_report}
     curves: dict[str, list[dict]] = {}
     baseline = build_loss(CE, cfg.student.label_smoothing)
-    for stage, loss_fn in (("student", distiller), ("baseline", baseline)):
-        entry = _train_and_test(
-            cfg, stage, loss_fn, dataset, episode, soft, normalize, runtime, cache, features
-        )
+    for stage, method in (("student", distiller), ("baseline", baseline)):
+        entry = _train_and_test(cfg.student, stage, method, inputs, soft, features)
         _add(timing, stage, entry["seconds"])
         _add(timing, "curve", entry["curve_seconds"])  # already inside the stage's seconds
         history += [{**row, "episode": e} for row in entry["history"]]
@@ -251,39 +113,25 @@ def _teacher_features(
     cfg: DictConfig,
     distiller: Distiller,
     teacher: TeacherResult,
-    dataset: ImageDataset,
     soft: SoftLabels,
-    normalize: Normalize,
-    runtime: Runtime,
-    cache: ArtifactCache,
+    inputs: EpisodeInputs,
 ) -> TeacherFeatures | None:
     """Pair the method's layers on both networks, then cache the teacher's or run it online."""
     if not distiller.uses_features:
         return None
-    sample = normalize(dataset.train.images[:2].to(runtime.device))
+    sample = inputs.normalize(inputs.dataset.train.images[:2].to(inputs.runtime.device))
     distiller.resolve(build_meta_model(cfg.student.arch, cfg.ways), teacher.model, sample)
-    return get_teacher_features(
-        teacher.model,
-        distiller,
-        dataset,
-        soft,
-        cfg.soft_labels,
-        cfg.data.augment.crop_padding,
-        normalize,
-        runtime,
-        cache,
-        cfg.eval_batch_size,
-        sample,
-    )
+    return get_teacher_features(teacher.model, distiller, soft, cfg.soft_labels, inputs)
 
 
-def _baseline_key(cfg: DictConfig, dataset: ImageDataset, episode: Episode) -> str:
+def _baseline_key(cfg: DictConfig, inputs: EpisodeInputs) -> str:
     """The baseline ignores the teacher, the loss, the pool and the views: sweeps over those share
-    one baseline per episode."""
-    student = OmegaConf.to_container(cfg.student)
+    one baseline per episode. `cfg` is `student`."""
+    dataset, episode = inputs.dataset, inputs.episode
+    student = OmegaConf.to_container(cfg)
     for key in ("steps", "epochs", "min_steps"):  # what matters is the budget they resolve to
         del student[key]
-    student["budget"] = budget_steps(cfg.student, len(episode.shot_indices))
+    student["budget"] = budget_steps(cfg, len(episode.shot_indices))
     return digest(
         {
             "kind": "baseline",
@@ -293,7 +141,7 @@ def _baseline_key(cfg: DictConfig, dataset: ImageDataset, episode: Episode) -> s
             "classes": episode.classes,
             "shots": tensor_digest(episode.shot_indices),
             "seed": episode.seed,
-            "augment": OmegaConf.to_container(cfg.data.augment),
+            "augment": OmegaConf.to_container(inputs.augment),
         }
     )
 
@@ -301,41 +149,25 @@ def _baseline_key(cfg: DictConfig, dataset: ImageDataset, episode: Episode) -> s
 def _train_and_test(
     cfg: DictConfig,
     stage: str,
-    loss_fn: Distiller,
-    dataset: ImageDataset,
-    episode: Episode,
+    distiller: Distiller,
+    inputs: EpisodeInputs,
     soft: SoftLabels,
-    normalize: Normalize,
-    runtime: Runtime,
-    cache: ArtifactCache,
     features: TeacherFeatures | None,
 ) -> dict:
-    """Train a student (or reuse a cached baseline) and score it on the test split."""
-
-    test_images = dataset.test.images[episode.test_indices]
-
-    def score(model) -> float:
-        logits = predict(model, test_images, normalize, runtime, cfg.eval_batch_size)
-        return float((logits.argmax(1) == episode.test_labels).float().mean())
+    """Train a student (or reuse a cached baseline) and score it on the test split; `cfg` is
+    `student`."""
 
     def train_and_test() -> dict:
         trained = train_student(
-            cfg.student,
-            loss_fn,
-            cfg.data.augment,
-            dataset,
-            episode,
+            cfg,
+            distiller,
+            inputs,
             soft,
-            normalize,
-            runtime,
-            episode.seed,
-            stage,
-            features if stage == "student" else None,
-            score,
+            stage=stage,
+            features=features if stage == "student" else None,
+            score=lambda model: test_accuracy(model, inputs),
         )
-        report = _test_report(
-            trained.model, dataset, episode, normalize, runtime, cfg.eval_batch_size
-        )
+        report = test_report(trained.model, inputs)
         final = {"step": trained.steps, "test_acc": report["test_acc"]}
         return {
             "report": report,
@@ -348,9 +180,7 @@ def _train_and_test(
 
     if stage != "baseline":
         return train_and_test()
-    entry, hit = cache.get_or_build(
-        "baseline", _baseline_key(cfg, dataset, episode), train_and_test
-    )
+    entry, hit = inputs.cache.get_or_build("baseline", _baseline_key(cfg, inputs), train_and_test)
     return {**entry, "seconds": 0.0, "curve_seconds": 0.0} if hit else entry
 
 
@@ -358,16 +188,9 @@ def _add(timing: dict[str, float], key: str, seconds: float) -> None:
     timing[key] = timing.get(key, 0.0) + seconds
 
 
-def run(cfg: DictConfig, out_dir: Path) -> dict:
-    """Run `episodes` draws; writes history.csv, episode-0 weights and, last, metrics.json."""
-    t0 = time.perf_counter()
-    remove_stale_temps(out_dir, ".*.tmp")  # a killed run's half-written files; never read
-    _, runtime = preflight(cfg)
-    log.info("device: %s", runtime.describe())
-    cache = ArtifactCache(Path(to_absolute_path(cfg.cache_dir)))
-    timing: dict[str, float] = {}
-
-    start = time.perf_counter()
+def _load_data(cfg: DictConfig, cache: ArtifactCache) -> tuple[ImageDataset, int]:
+    """Decode (or reload) the data set and check the draw against what decoded: unreadable files
+    can leave a class short of what the file counts promised."""
     dataset = get_source(cfg.data.source).load(cfg.data, cache)
     n = len(dataset.classes)
     train_counts = torch.bincount(dataset.train.labels, minlength=n).tolist()
@@ -381,8 +204,6 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         unit=unit,
         pool=pool,
     )
-    normalize = Normalize(dataset.train.images, runtime.device)
-    timing["data"] = time.perf_counter() - start
     log.info(
         "data: %s, %d classes; %d-way %d-shot, pool %d per class, %d episode(s)",
         cfg.data.source,
@@ -392,63 +213,33 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         pool,
         cfg.episodes,
     )
+    return dataset, pool
 
+
+def run(cfg: DictConfig, out_dir: Path) -> dict:
+    """Run `episodes` draws; writes history.csv, episode-0 weights and, last, metrics.json."""
+    t0 = time.perf_counter()
+    remove_stale_temps(out_dir, ".*.tmp")  # a killed run's half-written files; never read
+    _, runtime = preflight(cfg)
+    log.info("device: %s", runtime.describe())
+    cache = ArtifactCache(Path(to_absolute_path(cfg.cache_dir)))
+    timing: dict[str, float] = {}
+
+    start = time.perf_counter()
+    dataset, pool = _load_data(cfg, cache)
+    normalize = Normalize(dataset.train.images, runtime.device)
+    timing["data"] = time.perf_counter() - start
+
+    shared = RunInputs(dataset, normalize, runtime, cache, cfg.eval_batch_size, cfg.data.augment)
     records, history, sources = [], [], []
     for e in range(cfg.episodes):
-        record, rows, source = _run_episode(
-            cfg, e, dataset, normalize, runtime, cache, out_dir, timing, pool
-        )
+        record, rows, source = _run_episode(cfg, e, shared, pool, out_dir, timing)
         records.append(record)
         history += rows
         sources.append(source)
 
-    gain = mean_ci([r["kd_gain"] for r in records])
-    convergence = {
-        stage: verdict([r["curves"][stage] for r in records], budget_key(cfg.student))
-        for stage in ("student", "baseline")
-    }
-    for stage, v in convergence.items():
-        if v["converged"] is False:
-            log.warning("%s %s", stage, v["note"])
     timing["total"] = time.perf_counter() - t0
-    metrics = {
-        "teacher": {
-            **aggregate_reports([r["teacher"] for r in records]),
-            "source": sources[0],
-            "arch": cfg.teacher.arch,
-            "epochs": None if sources[0] == "checkpoint" else cfg.teacher.epochs,
-        },
-        "student": {
-            **aggregate_reports([r["student"] for r in records]),
-            "arch": cfg.student.arch,
-            "loss": cfg.loss.name,
-            "convergence": convergence["student"],
-        },
-        "baseline": {
-            **aggregate_reports([r["baseline"] for r in records]),
-            "arch": cfg.student.arch,
-            "loss": "ce",
-            "convergence": convergence["baseline"],
-        },
-        "kd_gain": gain["mean"],
-        "kd_gain_std": gain["std"],
-        "kd_gain_ci95": gain["ci95"],
-        "setting": {
-            "ways": cfg.ways,
-            "shots": cfg.shots,
-            "seed": cfg.seed,
-            "episodes": cfg.episodes,
-            "pool": pool,
-            "pool_requested": cfg.pool,
-            "views": cfg.soft_labels.views,
-            "mix": cfg.soft_labels.mix,
-        },
-        "episodes": records,
-        "timing": {k: round(v, 3) for k, v in timing.items()},
-        "cache": cache.summary(),
-        "device": runtime.describe(),
-        "out_dir": str(out_dir),
-        "config_digest": config_digest(cfg),
-    }
-    atomic_write_text(_history_csv(history), out_dir / "history.csv")
+    metrics = run_metrics(cfg, records, sources[0], pool, timing, shared)
+    metrics["out_dir"] = str(out_dir)
+    atomic_write_text(history_csv(history), out_dir / "history.csv")
     return write_record(out_dir, metrics, cfg)  # last: its checksums cover the files above

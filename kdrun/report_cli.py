@@ -8,8 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from kdrun.runs_summary import collect, to_rich, write_summary
 from kdrun.storage import StorageError
-from kdrun.summary import collect, to_rich, write_summary
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig
 
-from kdrun.cache import ArtifactCache, digest, tensor_digest
+from kdrun.cache import digest, tensor_digest
 from kdrun.data import ImageDataset
-from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import Episode
 from kdrun.data.views import ViewParams, sample_view_params, view_batches
-from kdrun.device import Runtime
+from kdrun.episode_inputs import EpisodeInputs
 from kdrun.errors import DivergedError
 from kdrun.teacher import TeacherResult
 from kdrun.train import predict, predict_inputs
@@ -75,18 +74,16 @@ def soft_label_key(
     )
 
 
-def get_soft_labels(
-    teacher: TeacherResult,
-    dataset: ImageDataset,
-    episode: Episode,
-    cfg: DictConfig,
-    augment: DictConfig,
-    normalize: Normalize,
-    runtime: Runtime,
-    cache: ArtifactCache,
-    batch_size: int,
-) -> SoftLabels:
-    """Load the teacher's logits for this episode's distillation set, or compute and store them."""
+def get_soft_labels(teacher: TeacherResult, cfg: DictConfig, inputs: EpisodeInputs) -> SoftLabels:
+    """Load the teacher's logits for this episode's distillation set, or compute and store them;
+    `cfg` is `soft_labels`."""
+    dataset, episode, normalize, runtime = (
+        inputs.dataset,
+        inputs.episode,
+        inputs.normalize,
+        inputs.runtime,
+    )
+    augment, batch_size = inputs.augment, inputs.eval_batch_size
     indices, labels = distillation_set(episode)
     views = cfg.views
     view = {"views": views}
@@ -140,7 +137,7 @@ def get_soft_labels(
         )
         return {"logits": logits.half(), "indices": indices, "params": params.to_dict()}
 
-    entry, hit = cache.get_or_build("soft_labels", key, label)
+    entry, hit = inputs.cache.get_or_build("soft_labels", key, label)
     params = ViewParams.from_dict(entry["params"], cfg.mix) if views else None
     seconds = 0.0 if hit else time.perf_counter() - start
     result = SoftLabels(indices, labels, entry["logits"], params, hit, seconds, key)

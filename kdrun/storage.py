@@ -14,7 +14,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import BinaryIO
 
-from kdrun.config import ConfigError
+from kdrun.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from kdrun.data import ImageDataset
-from kdrun.data.augment import Normalize
-from kdrun.data.fewshot import Episode
 from kdrun.data.views import AugmentedSet, ReplayedViews
-from kdrun.device import Runtime
+from kdrun.episode_inputs import EpisodeInputs
 from kdrun.losses import Distiller
 from kdrun.models import build_model
 from kdrun.soft_labels import SoftLabels
@@ -60,17 +57,17 @@ def distinct_inputs(train_set: TrainingSet) -> int:
 
 
 def student_training_set(
-    dataset: ImageDataset,
-    episode: Episode,
-    soft: SoftLabels | None,
-    augment: DictConfig,
-    normalize: Normalize,
-    runtime: Runtime,
-    features: TeacherFeatures | None = None,
+    inputs: EpisodeInputs, soft: SoftLabels | None, features: TeacherFeatures | None = None
 ) -> TrainingSet:
     """Labels alone: the shots. With soft labels: shots and pool, fresh or replayed views, plus
     the teacher's features for feature methods."""
-    dev = runtime.device
+    dataset, episode, normalize, augment = (
+        inputs.dataset,
+        inputs.episode,
+        inputs.normalize,
+        inputs.augment,
+    )
+    dev = inputs.runtime.device
     pad, flip = augment.crop_padding, augment.flip
     if soft is None:
         images = dataset.train.images[episode.shot_indices].to(dev)
@@ -96,35 +93,25 @@ def student_training_set(
 def train_student(
     cfg: DictConfig,
     distiller: Distiller,
-    augment: DictConfig,
-    dataset: ImageDataset,
-    episode: Episode,
+    inputs: EpisodeInputs,
     soft: SoftLabels | None,
-    normalize: Normalize,
-    runtime: Runtime,
-    seed: int,
+    *,
     stage: str,
     features: TeacherFeatures | None = None,
     score: Callable[[nn.Module], float] | None = None,
 ) -> StudentResult:
-    """Train on the episode's shots (and the teacher's labels); `score` draws the learning
-    curve at cfg.curve fractions of the budget."""
+    """Train on the episode's shots (and the teacher's labels), seeded by the episode so the
+    student and the baseline start from the same weights; `score` draws the learning curve at
+    cfg.curve fractions of the budget."""
+    runtime, seed = inputs.runtime, inputs.episode.seed
     if distiller.needs_teacher and soft is None:
         raise ValueError(f"loss {distiller.name!r} needs the teacher's soft labels")
-    train_set = student_training_set(
-        dataset,
-        episode,
-        soft if distiller.needs_teacher else None,
-        augment,
-        normalize,
-        runtime,
-        features,
-    )
+    train_set = student_training_set(inputs, soft if distiller.needs_teacher else None, features)
     steps = budget_steps(cfg, distinct_inputs(train_set))
     if features is not None and features.mode == "online":
         train_set = OnlineTeacher(train_set, features.model, distiller, runtime)
     torch.manual_seed(seed)
-    model = runtime.place(build_model(cfg.arch, episode.ways))
+    model = runtime.place(build_model(cfg.arch, inputs.episode.ways))
     distiller.bind(model)  # after the student's weights: same initialisation as the baseline
     schedule = Schedule(
         steps,

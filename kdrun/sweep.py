@@ -1,9 +1,11 @@
-"""Hydra callback: a multirun's summary covers exactly that multirun's jobs.
+"""A multirun's jobs and its summary, which covers exactly that multirun's jobs
+(kdrun.callbacks.SweepSummary, PreflightSweep).
 
-At the start it writes a manifest (an id, and the jobs' overrides where the basic sweeper says
-them up front) to the sweep dir; each job stamps its record with that id (kdrun.record). At the
-end it reads the jobs' records from disk rather than in-process return values, so it works the
-same with the basic, joblib and submitit launchers, and after a re-run that reused jobs.
+At the start the summary callback writes a manifest (an id, and the jobs' overrides where the
+basic sweeper says them up front) to the sweep dir; each job stamps its record with that id
+(kdrun.record). At the end it reads the jobs' records from disk rather than in-process return
+values, so it works the same with the basic, joblib and submitit launchers, and after a re-run
+that reused jobs.
 """
 
 from __future__ import annotations
@@ -13,23 +15,32 @@ import logging
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
-from rich.console import Console
 
-from kdrun.record import IGNORED_OVERRIDES, MANIFEST, RECORD, read_manifest, verify_record
+from kdrun.record import IGNORED_OVERRIDES, MANIFEST, RECORD, verify_record
+from kdrun.runs_summary import RunRow, ranked, row_from_record
 from kdrun.storage import atomic_write
-from kdrun.summary import RunRow, ranked, row_from_record, to_rich, write_summary
 
 log = logging.getLogger("kdrun")
 HINT = "hydra.sweep.dir"
 
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def job_overrides(config: DictConfig) -> list[list[str]]:
+    """The override list of every job the basic sweeper will launch, in launch order."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    parsed = OverridesParser.create().parse_overrides(arguments)
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
 
 def planned_jobs(config: DictConfig) -> list[list[str]] | None:
     """Each job's overrides, when the sweeper fixes them up front (the basic sweeper)."""
-    from kdrun.sweep_check import BASIC_SWEEPER, job_overrides
 
     if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
         return None
@@ -80,22 +91,3 @@ def multirun_rows(sweep_dir: Path, manifest: dict) -> list[RunRow]:
             "sweep summary: ignored %d metrics.json of other runs under %s", ignored, sweep_dir
         )
     return ranked(rows)
-
-
-class SweepSummary(Callback):
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        write_manifest(Path(config.hydra.sweep.dir), planned_jobs(config))
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        manifest = read_manifest(sweep_dir)
-        if manifest is None:
-            log.warning("sweep summary: no readable %s in %s", MANIFEST, sweep_dir)
-            return
-        rows = multirun_rows(sweep_dir, manifest)
-        if not rows:
-            log.warning("sweep summary: no job of this multirun under %s", sweep_dir)
-            return
-        paths = write_summary(rows, sweep_dir)
-        Console(width=140).print(to_rich(rows, f"kdrun sweep · {len(rows)} runs · {sweep_dir}"))
-        print("sweep summary: " + ", ".join(str(p) for p in paths), flush=True)

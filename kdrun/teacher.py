@@ -10,13 +10,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from kdrun.cache import ArtifactCache, digest, file_digest
+from kdrun.cache import digest, file_digest
 from kdrun.checkpoint import TrainingCheckpoint
 from kdrun.data import ImageDataset
-from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import Episode
 from kdrun.data.views import AugmentedSet
-from kdrun.device import Runtime
+from kdrun.episode_inputs import EpisodeInputs
 from kdrun.losses import build_loss
 from kdrun.models import build_model
 from kdrun.teacher_checkpoint import checkpoint_path, load_checkpoint
@@ -63,15 +62,9 @@ def teacher_key(cfg: DictConfig, dataset: ImageDataset, episode: Episode, augmen
     )
 
 
-def prepare_teacher(
-    cfg: DictConfig,
-    augment: DictConfig,
-    dataset: ImageDataset,
-    episode: Episode,
-    normalize: Normalize,
-    runtime: Runtime,
-    cache: ArtifactCache,
-) -> TeacherResult:
+def prepare_teacher(cfg: DictConfig, inputs: EpisodeInputs) -> TeacherResult:
+    """The teacher from `teacher.checkpoint`, the cache, or trained now (and cached)."""
+    runtime, cache, episode = inputs.runtime, inputs.cache, inputs.episode
     ways = episode.ways
     if cfg.checkpoint:
         model = runtime.place(load_checkpoint(cfg.checkpoint, cfg.arch, ways))
@@ -80,13 +73,13 @@ def prepare_teacher(
         )
         log.info("teacher: loaded %s from %s", cfg.arch, cfg.checkpoint)
         return TeacherResult(model, identity, "checkpoint")
-    key = teacher_key(cfg, dataset, episode, OmegaConf.to_container(augment))
+    key = teacher_key(cfg, inputs.dataset, episode, OmegaConf.to_container(inputs.augment))
     start = time.perf_counter()
     checkpoint = TrainingCheckpoint(cache, key, cfg.checkpoint_every, cfg.resume, "teacher")
     entry, hit = cache.get_or_build(
         "teacher",
         key,
-        lambda: _train(cfg, augment, dataset, episode, normalize, runtime, checkpoint),
+        lambda: _train(cfg, inputs, checkpoint),
     )
     checkpoint.discard()  # the finished teacher is stored: its training state is not needed
     model = build_model(cfg.arch, ways)
@@ -101,16 +94,16 @@ def prepare_teacher(
 
 
 def _train(
-    cfg: DictConfig,
-    augment: DictConfig,
-    dataset: ImageDataset,
-    episode: Episode,
-    normalize: Normalize,
-    runtime: Runtime,
-    checkpoint: TrainingCheckpoint | None = None,
+    cfg: DictConfig, inputs: EpisodeInputs, checkpoint: TrainingCheckpoint | None = None
 ) -> dict:
     """Train on every training image of the episode's classes, resuming from and saving to
     `checkpoint`; returns the cache entry."""
+    dataset, episode, runtime, augment = (
+        inputs.dataset,
+        inputs.episode,
+        inputs.runtime,
+        inputs.augment,
+    )
     torch.manual_seed(cfg.seed)
     model = runtime.place(build_model(cfg.arch, episode.ways))
     images = dataset.train.images[episode.teacher_indices].to(runtime.device)
@@ -118,7 +111,7 @@ def _train(
     steps = cfg.epochs * steps_per_epoch(len(images), min(cfg.batch_size, len(images)))
     log.info("teacher: training %s on %d images for %d epochs", cfg.arch, len(images), cfg.epochs)
     train_set = AugmentedSet(
-        images, {"labels": labels}, normalize, augment.crop_padding, augment.flip
+        images, {"labels": labels}, inputs.normalize, augment.crop_padding, augment.flip
     )
     history = fit(
         model,

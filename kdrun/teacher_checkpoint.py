@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kdrun.config import ConfigError
+from kdrun.errors import ConfigError
 from kdrun.models import build_model
 
 log = logging.getLogger(__name__)

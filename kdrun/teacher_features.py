@@ -16,12 +16,12 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from kdrun.cache import ArtifactCache, digest
-from kdrun.data import ImageDataset
-from kdrun.data.augment import Normalize
+from kdrun.cache import digest
 from kdrun.data.views import view_batches
 from kdrun.device import Runtime
+from kdrun.episode_inputs import EpisodeInputs
 from kdrun.losses import Distiller
+from kdrun.losses.base import teacher_feature_key
 from kdrun.losses.features import FeatureTap
 from kdrun.soft_labels import SoftLabels
 
@@ -73,18 +73,16 @@ def _online_reason(cfg: DictConfig, mb: float) -> str | None:
 def get_teacher_features(
     teacher_model: nn.Module,
     distiller: Distiller,
-    dataset: ImageDataset,
     soft: SoftLabels,
     cfg: DictConfig,
-    padding: int,
-    normalize: Normalize,
-    runtime: Runtime,
-    cache: ArtifactCache,
-    batch_size: int,
-    sample: torch.Tensor,
+    inputs: EpisodeInputs,
 ) -> TeacherFeatures | None:
-    """None when the method reads no teacher layer; else cached targets or the online teacher."""
-    if not distiller.teacher_layers:
+    """None when the method reads no teacher layer; else cached targets or the online teacher.
+    `cfg` is `soft_labels`; the distiller has resolved its layers."""
+    runtime, normalize, batch_size = inputs.runtime, inputs.normalize, inputs.eval_batch_size
+    padding = inputs.augment.crop_padding
+    sample = normalize(inputs.dataset.train.images[:2].to(runtime.device))
+    if not distiller.uses_features:
         return None
     views = cfg.views
     nbytes = _bytes_per_view(teacher_model, distiller, sample, runtime) * len(soft.indices)
@@ -100,7 +98,7 @@ def get_teacher_features(
     start = time.perf_counter()
 
     def compute() -> dict:
-        images = dataset.train.images[soft.indices].to(runtime.device)
+        images = inputs.dataset.train.images[soft.indices].to(runtime.device)
         params = soft.params.to(runtime.device)
         per_view = []
         for v in range(views):
@@ -111,7 +109,7 @@ def get_teacher_features(
             per_view.append({k: torch.cat([c[k] for c in chunks]).half().cpu() for k in chunks[0]})
         return {"targets": {k: torch.stack([p[k] for p in per_view], dim=1) for k in per_view[0]}}
 
-    entry, hit = cache.get_or_build("teacher_features", key, compute)
+    entry, hit = inputs.cache.get_or_build("teacher_features", key, compute)
     seconds = 0.0 if hit else time.perf_counter() - start
     verb = "cache hit" if hit else f"computed in {seconds:.2f}s and cached"
     log.info(
@@ -144,4 +142,4 @@ class OnlineTeacher:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, targets = self.inner.batch(idx, gen)
         extra = teacher_targets(self.model, self.distiller, x, self.runtime)
-        return x, targets | {f"teacher_feat:{k}": v for k, v in extra.items()}
+        return x, targets | {teacher_feature_key(k): v for k, v in extra.items()}

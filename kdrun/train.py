@@ -16,7 +16,7 @@ from kdrun.checkpoint import LoopState, TrainingCheckpoint
 from kdrun.data.augment import Normalize
 from kdrun.device import Runtime
 from kdrun.errors import DivergedError
-from kdrun.losses import Loss
+from kdrun.losses import Distiller
 from kdrun.losses.features import FeatureTap
 from kdrun.optimizers import build_optimizer
 from kdrun.progress import stage_progress
@@ -102,7 +102,7 @@ class TrainingSet(Protocol):
 def fit(
     model: nn.Module,
     train_set: TrainingSet,
-    loss_fn: Loss,
+    distiller: Distiller,
     schedule: Schedule,
     runtime: Runtime,
     *,
@@ -123,7 +123,7 @@ def fit(
     per_epoch = steps_per_epoch(n, bs)
     epochs = math.ceil(schedule.steps / per_epoch)
     gen = torch.Generator(device=dev).manual_seed(seed)
-    params = [*model.parameters(), *loss_fn.to(dev).parameters()]
+    params = [*model.parameters(), *distiller.to(dev).parameters()]
     opt = build_optimizer(
         schedule.optimizer, params, schedule.lr, schedule.momentum, schedule.weight_decay
     )
@@ -134,9 +134,9 @@ def fit(
         history, step, first = state.history, state.step, state.epoch + 1
     start = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
     model.train()
-    loss_fn.train()
+    distiller.train()
     net = torch.compile(model) if runtime.compile else model  # shares model's parameters
-    tap = FeatureTap(model, loss_fn.student_layers)
+    tap = FeatureTap(model, distiller.student_layers)
     probe_at = set(probe.steps) if probe is not None else set()
     first_bad = torch.full((), -1, device=dev, dtype=torch.int64)  # no host sync per step
     with tap, stage_progress(stage, schedule.steps, epochs) as progress:
@@ -153,8 +153,7 @@ def fit(
                     x = x.contiguous(memory_format=torch.channels_last)
                 with runtime.autocast():
                     logits = net(x)
-                loss_fn.progress = step / schedule.steps
-                terms = loss_fn(logits.float(), batch, tap.features)
+                terms = distiller(logits.float(), batch, tap.features, step / schedule.steps)
                 loss = sum(terms.values())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -39,6 +39,7 @@ BASE = [
     "teacher.epochs=1",
     "student.steps=5",
 ]
+SYNTHETIC_ONLY = ("data.train_per_class=", "data.test_per_class=")
 # A tiny folder run: 2 classes, no pool, no views, a few steps.
 TINY = ["data=folder", "ways=2", "shots=2", "pool=0", "soft_labels.views=0", "student.steps=2"]
 WORK_STARTED = ("decoding ", "] data: ", " epoch ")  # log lines of the stages after preflight
@@ -264,8 +265,17 @@ ROWS = [
     Row("seed", ["seed=1.5"], 1, "full_key: seed"),
     Row("episodes", ["episodes=0"], 2, "episodes=0 is invalid"),
     Row("pool", ["pool=-1"], 2, "pool=-1 is invalid"),
-    Row("pool", ["pool=many"], 2, "pool='many' is invalid: it must be auto or an integer >= 0"),
+    Row(
+        "pool", ["pool=many"], 2, "pool='many' is invalid: it must be auto, all or an integer >= 0"
+    ),
     Row("pool", ["pool=1.5"], 2, "pool=1.5 is invalid"),
+    Row(
+        "teacher.optimizer",
+        ["teacher.optimizer=lion"],
+        2,
+        "teacher.optimizer='lion' is unknown; choose one of: sgd, adam, adamw.",
+    ),
+    Row("student.optimizer", ["student.optimizer=lion"], 2, "student.optimizer='lion' is unknown"),
     Row("cache_dir", ["cache_dir="], 2, "cache_dir is empty"),
     Row("cache_dir", ["cache_dir={file}/cache"], 2, "a part of the path is a file"),
     Row("eval_batch_size", ["eval_batch_size=0"], 2, "eval_batch_size=0"),
@@ -589,7 +599,10 @@ def _param(i: int, row: Row):
 def _argv(row: Row, paths: dict[str, Path], tmp_path: Path) -> list[str]:
     """Flags (`-m`) first, then a private cache (a row's own cache_dir comes later and wins),
     the base overrides and the row's, with the fixture paths filled in."""
-    args = [a.format(**paths) for a in [*BASE, *row.args]]
+    base = BASE
+    if any(a.startswith("data=") and a != "data=synthetic" for a in row.args):
+        base = [a for a in BASE if not a.startswith(SYNTHETIC_ONLY)]  # data=synthetic's own keys
+    args = [a.format(**paths) for a in [*base, *row.args]]
     flags = [a for a in args if a.startswith("-")]
     rest = [a for a in args if not a.startswith("-")]
     cache = [] if "KDRUN_CACHE_DIR" in (row.env or {}) else [f"cache_dir={tmp_path / 'cache'}"]

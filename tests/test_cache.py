@@ -141,3 +141,74 @@ def test_a_full_disk_gives_a_clear_error_and_leaves_nothing(tmp_path, monkeypatc
     assert errno.errorcode[code] in message
     assert os.listdir(tmp_path / "kind") == []  # no payload, no record, no temporary
     assert c.load("kind", key) is None
+
+
+BUILDER = """
+import os, sys, time
+from pathlib import Path
+import torch
+from kdrun.cache import ArtifactCache
+
+root, go, log = map(Path, sys.argv[1:4])
+while not go.exists():
+    time.sleep(0.01)
+
+def build():
+    with open(log, "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    time.sleep(0.5)  # widen the window in which the others arrive while it builds
+    return {"value": torch.arange(3)}
+
+entry, hit = ArtifactCache(root).get_or_build("teacher", "k" * 64, build)
+print(entry["value"].tolist(), hit)
+"""
+
+
+def test_concurrent_builders_of_one_entry_build_it_once(tmp_path):
+    """The file lock serialises builders across processes (sweep jobs, cluster nodes): one
+    builds, the others wait and load its entry."""
+    import subprocess
+    import sys
+
+    go, log = tmp_path / "go", tmp_path / "builds.log"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", BUILDER, str(tmp_path / "cache"), str(go), str(log)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    go.touch()
+    outputs = [p.communicate(timeout=3600)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert len(log.read_text().splitlines()) == 1
+    assert sorted(o[-1] for o in outputs) == ["False", "True", "True"]
+    assert {" ".join(o[:-1]) for o in outputs} == {"[0, 1, 2]"}
+
+
+def test_a_killed_holder_does_not_block_the_next_builder(tmp_path):
+    """flock dies with its process: a job killed while building never blocks the rest."""
+    import signal
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom kdrun.cache import ArtifactCache\n"
+            f"c = ArtifactCache({str(tmp_path)!r})\n"
+            "with c.lock('teacher', 'k' * 64):\n"
+            "    print('held', flush=True)\n    time.sleep(3600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    entry, hit = ArtifactCache(tmp_path).get_or_build(
+        "teacher", "k" * 64, lambda: {"value": torch.ones(1)}
+    )
+    assert not hit and entry["value"].tolist() == [1.0]

@@ -11,11 +11,13 @@ import torch
 from kdrun import checkpoint as checkpoint_mod
 from kdrun.cache import ArtifactCache
 from kdrun.checkpoint import KIND, TrainingCheckpoint
-from kdrun.config import ConfigError, check_ranges
 from kdrun.data import get_source
 from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import sample_episode
 from kdrun.device import resolve_runtime
+from kdrun.episode_inputs import RunInputs
+from kdrun.errors import ConfigError
+from kdrun.preflight import check_ranges
 from kdrun.teacher import prepare_teacher
 from tests.conftest import SMOKE_FAST
 
@@ -37,9 +39,8 @@ def train_teacher(cfg, cache_dir: Path):
         dataset.train.labels, dataset.test.labels, classes, cfg.ways, cfg.shots, cfg.seed
     )
     normalize = Normalize(dataset.train.images, runtime.device)
-    result = prepare_teacher(
-        cfg.teacher, cfg.data.augment, dataset, episode, normalize, runtime, cache
-    )
+    shared = RunInputs(dataset, normalize, runtime, cache, cfg.eval_batch_size, cfg.data.augment)
+    result = prepare_teacher(cfg.teacher, shared.for_episode(episode))
     return result, cache
 
 

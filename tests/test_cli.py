@@ -21,6 +21,7 @@ def kdrun(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Complete
     )
 
 
+@pytest.mark.slow  # an end-to-end process test: minutes on a loaded 2-core machine
 def test_smoke_experiment_runs_and_its_teacher_beats_chance(tmp_path):
     proc = kdrun("experiment=smoke", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -85,4 +86,4 @@ def test_python_dash_m_works(tmp_path):
 def test_launcher_configs_compose(tmp_path, launcher, target):
     proc = kdrun(f"hydra/launcher={launcher}", "experiment=smoke", "--cfg", "hydra", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert target in proc.stdout and "kdrun.sweep.SweepSummary" in proc.stdout
+    assert target in proc.stdout and "kdrun.callbacks.SweepSummary" in proc.stdout

@@ -6,8 +6,8 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from kdrun.config import ConfigError, check_ranges
-from kdrun.pipeline import preflight
+from kdrun.errors import ConfigError
+from kdrun.preflight import check_ranges, preflight
 from tests.conftest import CONF_DIR, compose_config
 
 GROUPS = ["teacher", "student", "data", "loss", "device", "experiment"]

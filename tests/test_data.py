@@ -12,9 +12,9 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from kdrun.cache import ArtifactCache
-from kdrun.config import ConfigError
 from kdrun.data import get_source
 from kdrun.data.cifar10 import BATCHES_DIR, CLASSES
+from kdrun.errors import ConfigError
 
 
 def make_tree(root: Path, classes=("cats", "dogs", "owls"), per_class=4, test_per_class=2) -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from tests.conftest import SMOKE_FAST
 from tests.test_cli import kdrun
 
@@ -24,6 +26,7 @@ def run_once(tmp_path, name: str) -> tuple[dict, list[dict]]:
     return metrics, [{k: v for k, v in row.items() if k != "seconds"} for row in history]
 
 
+@pytest.mark.slow  # an end-to-end process test: minutes on a loaded 2-core machine
 def test_two_processes_give_identical_metrics(tmp_path):
     first, first_history = run_once(tmp_path, "a")
     second, second_history = run_once(tmp_path, "b")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from kdrun.config import ConfigError
 from kdrun.device import resolve_runtime
+from kdrun.errors import ConfigError
 from kdrun.pipeline import run
 from tests.conftest import SMOKE_FAST
 

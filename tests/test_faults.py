@@ -24,6 +24,7 @@ def assert_clean_failure(proc: subprocess.CompletedProcess, *needles: str) -> No
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
+@pytest.mark.slow  # an end-to-end process test: minutes on a loaded 2-core machine
 def test_a_full_disk_names_the_path_and_leaves_no_partial_entry(tmp_path):
     """RLIMIT_FSIZE makes every write past 1 MiB fail with EFBIG, as a full disk fails with
     ENOSPC: the 4 MB teacher cannot be stored."""
@@ -120,6 +121,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(tmp_path):
     assert marker.exists()
 
 
+@pytest.mark.slow  # an end-to-end process test: minutes on a loaded 2-core machine
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
 def test_a_log_file_on_a_full_disk_does_not_spray_tracebacks(tmp_path):
     """Every write to /dev/full fails with ENOSPC: the run still finishes, quietly."""

@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from kdrun.config import ConfigError
 from kdrun.data.fewshot import sample_episode
 
 TRAIN = torch.arange(10).repeat_interleave(30)  # 10 classes x 30 images
@@ -33,8 +32,11 @@ def test_all_classes_when_ways_equals_num_classes():
     assert len(ep.test_indices) == len(TEST)
 
 
-def test_too_many_shots_or_ways_is_a_config_error():
-    with pytest.raises(ConfigError, match="shots=31"):
+def test_settings_preflight_refuses_are_a_bug_in_the_sampler():
+    """The sampler asserts; the user-facing refusal is preflight's (tests/test_config.py)."""
+    with pytest.raises(AssertionError, match=r"30 < 31 \+ 0"):
         sample_episode(TRAIN, TEST, 10, 2, 31, seed=0)
-    with pytest.raises(ConfigError, match="ways=11"):
+    with pytest.raises(AssertionError, match="ways=11"):
         sample_episode(TRAIN, TEST, 10, 11, 1, seed=0)
+    with pytest.raises(AssertionError, match="ways=1"):
+        sample_episode(TRAIN, TEST, 10, 1, 1, seed=0)

@@ -14,10 +14,11 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from kdrun.cache import ArtifactCache
-from kdrun.config import ConfigError
 from kdrun.data import get_source
 from kdrun.data.fewshot import resolve_pool
-from kdrun.pipeline import preflight, run
+from kdrun.errors import ConfigError
+from kdrun.pipeline import run
+from kdrun.preflight import preflight
 from tests.conftest import SMOKE_FAST
 
 

@@ -51,6 +51,7 @@ def _interrupted_run(tmp_path: Path, sig: signal.Signals) -> tuple[int, str, Pat
     return proc.returncode, rest, run_dir
 
 
+@pytest.mark.slow  # an end-to-end process test: minutes on a loaded 2-core machine
 @pytest.mark.parametrize(
     "sig,rc,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
 )
@@ -109,6 +110,7 @@ def test_a_failed_write_in_the_run_dir_names_hydra_run_dir(tmp_path):
     assert "point hydra.run.dir at a writable directory" in error[0]
 
 
+@pytest.mark.slow  # an end-to-end process test: minutes on a loaded 2-core machine
 def test_a_dead_runs_lock_does_not_block_a_rerun(tmp_path):
     """A run killed with SIGKILL leaves .kdrun.lock and its pid behind; the kernel dropped its
     flock, so the same command in the same directory runs."""

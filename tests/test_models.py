@@ -1,7 +1,7 @@
 import pytest
 import torch
-from torchvision.models.feature_extraction import create_feature_extractor
 
+from kdrun.losses.features import probe_features
 from kdrun.models import MODELS, build_model, is_known_model, model_names, register_model
 
 
@@ -105,10 +105,11 @@ def test_cnn_rejects_non_32x32_input() -> None:
 
 
 @pytest.mark.parametrize("arch", ["resnet20", "resnet8x4", "cnn_large"])
-def test_feature_names_work_with_feature_extraction(arch: str) -> None:
-    model = build_model(arch, 10).eval()
-    extractor = create_feature_extractor(model, {name: name for name in model.feature_names})
-    with torch.no_grad():
-        features = extractor(torch.randn(2, 3, 32, 32))
-    assert list(features) == list(model.feature_names)
-    assert features["fc"].shape == (2, 10)
+def test_the_auto_feature_layers_exist_and_give_features(arch: str) -> None:
+    """What `student_layer=auto` names for FitNets, RKD and AT is read the way training reads it."""
+    model = build_model(arch, 10)
+    layers = model.feature_layers
+    names = [layers["hint"], layers["embedding"], *layers["attention"]]
+    features = probe_features(model, names, torch.randn(2, 3, 32, 32))
+    assert set(features) == set(names)
+    assert all(f.shape[0] == 2 and torch.isfinite(f).all() for f in features.values())

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kdrun.config import ConfigError
+from kdrun.errors import ConfigError
 from kdrun.optimizers import OPTIMIZERS, build_optimizer
-from kdrun.pipeline import preflight, run
+from kdrun.pipeline import run
+from kdrun.preflight import preflight
 from tests.conftest import SMOKE_FAST
 
 

@@ -15,7 +15,7 @@ import kdrun.cli
 import kdrun.pipeline
 from kdrun.record import read_manifest, verify_record, write_record
 from kdrun.report_cli import main as report_main
-from kdrun.summary import collect, to_csv, to_markdown
+from kdrun.runs_summary import collect, to_csv, to_markdown
 from kdrun.sweep import multirun_rows
 from tests.conftest import SMOKE_FAST
 from tests.test_bad_input import run_cli
@@ -162,6 +162,7 @@ def kill_job(num: int):
     return finished_metrics
 
 
+@pytest.mark.slow  # an end-to-end process test: minutes on a loaded 2-core machine
 def test_a_killed_job_in_a_reused_sweep_dir_is_missing_not_the_old_numbers(
     tmp_path, cache, sweep_a, monkeypatch
 ):

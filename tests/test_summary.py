@@ -12,7 +12,7 @@ import torch
 from kdrun.cache import ArtifactCache, digest
 from kdrun.record import write_record
 from kdrun.report_cli import main as report_main
-from kdrun.summary import collect, to_markdown, write_summary
+from kdrun.runs_summary import collect, to_markdown, write_summary
 from tests.conftest import compose_config
 
 CFG = compose_config(["experiment=smoke"])

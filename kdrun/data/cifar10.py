@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from kdrun.cache import ArtifactCache, digest
-from kdrun.config import ConfigError
 from kdrun.data.folder import describe_tree, load_tree, resolve_root
 from kdrun.data.folder_scan import is_tree
 from kdrun.data.registry import ImageDataset, ImageSplit, SourceInfo, register_source
+from kdrun.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from kdrun.cache import ArtifactCache, digest
-from kdrun.config import ConfigError
 from kdrun.data.folder_scan import TreeScan, fs_error, scan_tree
 from kdrun.data.registry import ImageDataset, ImageSplit, SourceInfo, register_source
+from kdrun.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -62,7 +62,7 @@ def register_source(name: str) -> Callable[[type], type]:
 
 
 def get_source(name: str) -> DataSource:
-    from kdrun.config import ConfigError
+    from kdrun.errors import ConfigError
 
     if name not in DATA_SOURCES:
         raise ConfigError(

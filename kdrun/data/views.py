@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from kdrun.data.augment import Normalize, crop_flip, crop_flip_with
+from kdrun.losses.base import teacher_feature_key
 
 
 def one_hot_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -178,5 +179,5 @@ class ReplayedViews:
             "labels": self.labels[idx],
             "label_dist": target,
             "teacher_logits": self.teacher_logits[idx, view].float(),
-            **{f"teacher_feat:{k}": v[idx, view] for k, v in self.teacher_features.items()},
+            **{teacher_feature_key(k): v[idx, view] for k, v in self.teacher_features.items()},
         }

@@ -4,6 +4,4 @@ from kdrun.losses import at, ce, dist, dkd, fitnet, kd, rkd  # noqa: F401  (regi
 from kdrun.losses.base import Distiller
 from kdrun.losses.registry import LOSSES, build_loss, loss_params, register_loss
 
-Loss = Distiller  # the training loop's view of a method
-
-__all__ = ["LOSSES", "Distiller", "Loss", "build_loss", "loss_params", "register_loss"]
+__all__ = ["LOSSES", "Distiller", "build_loss", "loss_params", "register_loss"]

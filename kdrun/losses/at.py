@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdrun.config import ConfigError
+from kdrun.errors import ConfigError
 from kdrun.losses.base import Distiller, teacher_feature
 from kdrun.losses.checks import ABOVE_ZERO, AT_LEAST_ZERO
 from kdrun.losses.features import pool_to, probe_features, resolve_layers
@@ -72,6 +72,7 @@ class AttentionTransfer(Distiller):
         logits: torch.Tensor,
         batch: dict[str, torch.Tensor],
         features: dict[str, torch.Tensor] | None = None,
+        progress: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         pairs = zip(self.student_layers, self.teacher_layers, self.sizes, strict=True)
         at = sum(

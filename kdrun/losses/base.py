@@ -50,7 +50,6 @@ class Distiller(nn.Module):
     needs_teacher: ClassVar[bool] = True
     uses_features: ClassVar[bool] = False  # reads layers of the networks, not just logits
     ranges: ClassVar[dict[str, Range]] = {}  # key -> allowed range, checked by `check`
-    progress: float = 1.0  # fraction of training done; fit() sets it before every step
 
     def __init__(self, cfg: DictConfig, label_smoothing: float = 0.0) -> None:
         super().__init__()
@@ -88,10 +87,18 @@ class Distiller(nn.Module):
         logits: torch.Tensor,
         batch: dict[str, torch.Tensor],
         features: dict[str, torch.Tensor] | None = None,
+        progress: float = 1.0,
     ) -> dict[str, torch.Tensor]:
+        """Named loss terms for one batch; `progress` is the fraction of training done (DKD's
+        warm-up reads it)."""
         raise NotImplementedError
+
+
+def teacher_feature_key(layer: str) -> str:
+    """Where a batch carries the teacher's target for `layer`: the one spelling of that key."""
+    return f"teacher_feat:{layer}"
 
 
 def teacher_feature(batch: dict[str, torch.Tensor], layer: str) -> torch.Tensor:
     """The teacher's target for `layer` in this batch (cached or computed online)."""
-    return batch[f"teacher_feat:{layer}"].float()
+    return batch[teacher_feature_key(layer)].float()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from kdrun.losses.base import Distiller, label_cross_entropy
+from kdrun.losses.base import Distiller
 from kdrun.losses.registry import register_loss
-
-__all__ = ["CrossEntropy", "label_cross_entropy"]
 
 
 @register_loss("ce")
@@ -19,5 +17,6 @@ class CrossEntropy(Distiller):
         logits: torch.Tensor,
         batch: dict[str, torch.Tensor],
         features: dict[str, torch.Tensor] | None = None,
+        progress: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         return {"ce": self.ce(logits, batch)}

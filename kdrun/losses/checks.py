@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from kdrun.config import ConfigError
+from kdrun.errors import ConfigError
 
 Range = tuple[float | None, float | None, bool]  # (low, high, low inclusive); None: unbounded
 AT_LEAST_ZERO: Range = (0, None, True)  # weights

@@ -55,6 +55,7 @@ class DIST(Distiller):
         logits: torch.Tensor,
         batch: dict[str, torch.Tensor],
         features: dict[str, torch.Tensor] | None = None,
+        progress: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         inter, intra = dist_terms(logits, batch["teacher_logits"], self.cfg.temperature)
         return {

@@ -24,7 +24,7 @@ class DKDConf(LossSchema):
     alpha: float = 1.0
     beta: float = 8.0
     temperature: float = 4.0
-    warmup: float = 20 / 240  # the paper ramps the KD weight over 20 of 240 epochs
+    warmup: float = 0.0833  # the KD weight ramps up over the first ~20/240 (the paper's epochs)
 
 
 def _binary_kl(p_t: torch.Tensor, p_s: torch.Tensor) -> torch.Tensor:
@@ -70,12 +70,13 @@ class DecoupledKD(Distiller):
         logits: torch.Tensor,
         batch: dict[str, torch.Tensor],
         features: dict[str, torch.Tensor] | None = None,
+        progress: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         teacher = batch["teacher_logits"]
         labels = batch["labels"]
         target = torch.where(labels >= 0, labels, teacher.argmax(1))
         tckd, nckd = dkd_terms(logits, teacher, target, self.cfg.temperature)
-        ramp = min(1.0, self.progress / self.cfg.warmup) if self.cfg.warmup > 0 else 1.0
+        ramp = min(1.0, progress / self.cfg.warmup) if self.cfg.warmup > 0 else 1.0
         return {
             "ce": self.cfg.ce_weight * self.ce(logits, batch),
             "tckd": ramp * self.cfg.alpha * tckd,

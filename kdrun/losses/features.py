@@ -12,7 +12,7 @@ from types import TracebackType
 import torch
 from torch import nn
 
-from kdrun.config import ConfigError
+from kdrun.errors import ConfigError
 
 
 def resolve_layers(model: nn.Module, spec: str, role: str, key: str) -> tuple[str, ...]:

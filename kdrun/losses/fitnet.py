@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdrun.config import ConfigError
+from kdrun.errors import ConfigError
 from kdrun.losses.base import Distiller, teacher_feature
 from kdrun.losses.checks import AT_LEAST_ZERO
 from kdrun.losses.features import pool_to, probe_features, resolve_layers
@@ -77,6 +77,7 @@ class FitNet(Distiller):
         logits: torch.Tensor,
         batch: dict[str, torch.Tensor],
         features: dict[str, torch.Tensor] | None = None,
+        progress: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         guided = self.regressor(features[self.student_layers[0]].float())
         if self.size:

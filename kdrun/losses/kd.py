@@ -41,6 +41,7 @@ class HintonKD(Distiller):
         logits: torch.Tensor,
         batch: dict[str, torch.Tensor],
         features: dict[str, torch.Tensor] | None = None,
+        progress: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         alpha = self.cfg.alpha
         kd = kd_divergence(logits, batch["teacher_logits"], self.cfg.temperature)

@@ -70,6 +70,7 @@ class RelationalKD(Distiller):
         logits: torch.Tensor,
         batch: dict[str, torch.Tensor],
         features: dict[str, torch.Tensor] | None = None,
+        progress: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         student = features[self.student_layers[0]]
         teacher = teacher_feature(batch, self.teacher_layers[0])

@@ -33,7 +33,6 @@ class CifarResNet(nn.Module):
     """ResNet of depth 6n+2; `widths` = (stem, stage1, stage2, stage3) like RepDistiller's
     `num_filters`."""
 
-    feature_names = ("stem", "layer1", "layer2", "layer3", "pool", "fc")
     # What "auto" means for feature distillation: FitNets hint, RKD embedding, AT stages.
     feature_layers = {
         "hint": "layer2",

@@ -8,7 +8,6 @@ from .registry import register_model
 INPUT_SIZE = 32
 
 
-@torch.fx.wrap
 def _check_input_size(x: torch.Tensor) -> torch.Tensor:
     """The flatten layer is sized for 32x32; fail with a readable message instead of a matmul."""
     if tuple(x.shape[-2:]) != (INPUT_SIZE, INPUT_SIZE):
@@ -29,7 +28,6 @@ def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
 class CNN(nn.Module):
     """conv-pool, conv-pool, hidden FC, classifier; no BN or dropout so it stays simple."""
 
-    feature_names = ("conv1", "conv2", "hidden", "fc")
     # What "auto" means for feature distillation: FitNets hint, RKD embedding, AT stages.
     feature_layers = {"hint": "conv2", "embedding": "hidden", "attention": ("conv1", "conv2")}
 

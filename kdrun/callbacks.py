@@ -1,0 +1,110 @@
+"""kdrun's three Hydra callbacks (conf/config.yaml: hydra.callbacks): claim the output
+directory, check every job of a sweep before the first starts, summarise a multirun."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from rich.console import Console
+
+from kdrun.output_dir import LOCK_NAME, check_output_dir, claim
+from kdrun.record import MANIFEST, read_manifest
+from kdrun.runs_summary import to_rich, write_summary
+from kdrun.sweep import (
+    BASIC_SWEEPER,
+    job_overrides,
+    log,
+    multirun_rows,
+    planned_jobs,
+    write_manifest,
+)
+
+
+class CheckOutputDir(Callback):
+    def __init__(self) -> None:
+        self._held: BinaryIO | None = None
+
+    def __getstate__(self) -> dict:
+        """Parallel launchers (joblib) pickle the callbacks into their workers: the lock stays
+        with the process that took it."""
+        return {**self.__dict__, "_held": None}
+
+    def _claim(self, path: str, key: str) -> None:
+        check_output_dir(path, key)
+        self._release()
+        try:
+            self._held = claim(Path(path).absolute(), key)
+        except OSError as exc:  # flock unsupported here (some network file systems)
+            print(f"[WARNING] {key}={path}: cannot lock {LOCK_NAME} ({exc})", file=sys.stderr)
+
+    def _release(self) -> None:
+        if self._held is not None:
+            self._held.close()  # closing the file releases the flock
+            self._held = None
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._claim(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._release()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._claim(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._release()
+
+
+class PreflightSweep(Callback):
+    """Without it `kdrun -m shots=5,0` trains the whole shots=5 job and only then refuses
+    shots=0: a bad value anywhere in a sweep must cost nothing, like one in a single run."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Compose each job's config and run the single-run preflight on it; other sweepers
+        (optuna, ax, ...) choose values as they go and are left to check each job."""
+        from hydra import compose
+
+        from kdrun.errors import ConfigError
+        from kdrun.preflight import preflight
+
+        if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
+            return
+        jobs = job_overrides(config)
+        for i, overrides in enumerate(jobs):
+            try:
+                cfg = compose(config_name="config", overrides=overrides)
+            except Exception:  # Hydra's own check of every job reports these, right after us
+                return
+            try:
+                preflight(cfg)
+            except ConfigError as exc:
+                # stderr, like a single run's error: Hydra's own logger prints to stdout here
+                job = " ".join(overrides)
+                print(
+                    f"[ERROR] sweep job #{i} of {len(jobs)} ({job}): {exc} No job was started.",
+                    file=sys.stderr,
+                )
+                sys.exit(2)
+
+
+class SweepSummary(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        write_manifest(Path(config.hydra.sweep.dir), planned_jobs(config))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        manifest = read_manifest(sweep_dir)
+        if manifest is None:
+            log.warning("sweep summary: no readable %s in %s", MANIFEST, sweep_dir)
+            return
+        rows = multirun_rows(sweep_dir, manifest)
+        if not rows:
+            log.warning("sweep summary: no job of this multirun under %s", sweep_dir)
+            return
+        paths = write_summary(rows, sweep_dir)
+        Console(width=140).print(to_rich(rows, f"kdrun sweep · {len(rows)} runs · {sweep_dir}"))
+        print("sweep summary: " + ", ".join(str(p) for p in paths), flush=True)

@@ -1,0 +1,86 @@
+"""The run's record: what metrics.json holds, assembled from the episodes' records (scores,
+curves, convergence verdicts) and the run's settings; and history.csv's rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+
+from omegaconf import DictConfig
+
+from kdrun.config import config_digest
+from kdrun.convergence import verdict
+from kdrun.episode_inputs import RunInputs
+from kdrun.metrics import aggregate_reports, mean_ci
+from kdrun.student import budget_key
+
+log = logging.getLogger("kdrun.pipeline")
+
+
+def run_metrics(
+    cfg: DictConfig,
+    records: list[dict],
+    teacher_source: str,
+    pool: int,
+    timing: dict[str, float],
+    shared: RunInputs,
+) -> dict:
+    """Means and 95% CIs over episodes, each model's convergence verdict (logged when it
+    failed), the setting, timing, cache and device; metrics.json without its checksums."""
+    gain = mean_ci([r["kd_gain"] for r in records])
+    convergence = {
+        stage: verdict([r["curves"][stage] for r in records], budget_key(cfg.student))
+        for stage in ("student", "baseline")
+    }
+    for stage, v in convergence.items():
+        if v["converged"] is False:
+            log.warning("%s %s", stage, v["note"])
+    metrics = {
+        "teacher": {
+            **aggregate_reports([r["teacher"] for r in records]),
+            "source": teacher_source,
+            "arch": cfg.teacher.arch,
+            "epochs": None if teacher_source == "checkpoint" else cfg.teacher.epochs,
+        },
+        "student": {
+            **aggregate_reports([r["student"] for r in records]),
+            "arch": cfg.student.arch,
+            "loss": cfg.loss.name,
+            "convergence": convergence["student"],
+        },
+        "baseline": {
+            **aggregate_reports([r["baseline"] for r in records]),
+            "arch": cfg.student.arch,
+            "loss": "ce",
+            "convergence": convergence["baseline"],
+        },
+        "kd_gain": gain["mean"],
+        "kd_gain_std": gain["std"],
+        "kd_gain_ci95": gain["ci95"],
+        "setting": {
+            "ways": cfg.ways,
+            "shots": cfg.shots,
+            "seed": cfg.seed,
+            "episodes": cfg.episodes,
+            "pool": pool,
+            "pool_requested": cfg.pool,
+            "views": cfg.soft_labels.views,
+            "mix": cfg.soft_labels.mix,
+        },
+        "episodes": records,
+        "timing": {k: round(v, 3) for k, v in timing.items()},
+        "cache": shared.cache.summary(),
+        "device": shared.runtime.describe(),
+        "config_digest": config_digest(cfg),
+    }
+    return metrics
+
+
+def history_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    fields = ["episode", "stage", "epoch", "step", "loss", "train_acc", "lr", "seconds", "test_acc"]
+    writer = csv.DictWriter(buf, fieldnames=fields, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
