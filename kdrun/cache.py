@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from filelock import FileLock, Timeout
 
+from kdrun.finite import nonfinite_count
 from kdrun.storage import (
     StorageError,
     atomic_write,
@@ -125,8 +126,7 @@ def _one_line(exc: BaseException) -> str:
 def nonfinite_tensor(tree: Any, prefix: str = "") -> str | None:
     """The name of the first floating-point tensor in `tree` with a NaN or infinite value."""
     if isinstance(tree, torch.Tensor):
-        ok = not tree.is_floating_point() or bool(torch.isfinite(tree).all())
-        return None if ok else (prefix.rstrip(".") or "a tensor")
+        return (prefix.rstrip(".") or "a tensor") if nonfinite_count(tree) else None
     items = (
         tree.items()
         if isinstance(tree, dict)

@@ -23,6 +23,7 @@ from kdrun.data.fewshot import Episode
 from kdrun.data.views import ViewParams, sample_view_params, view_batches
 from kdrun.episode_inputs import EpisodeInputs
 from kdrun.errors import DivergedError
+from kdrun.finite import nonfinite_count
 from kdrun.teacher import TeacherResult
 from kdrun.train import predict, predict_inputs
 
@@ -100,8 +101,8 @@ def get_soft_labels(teacher: TeacherResult, cfg: DictConfig, inputs: EpisodeInpu
 
     def label() -> dict:
         entry = _label()
-        if not bool(torch.isfinite(entry["logits"]).all()):
-            bad = int((~torch.isfinite(entry["logits"])).sum())
+        bad = nonfinite_count(entry["logits"])
+        if bad:
             detail = f"{bad} of its soft-label logits are NaN or beyond float16's range"
             raise DivergedError("teacher", detail, "teacher")
         return entry

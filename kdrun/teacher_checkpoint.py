@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from kdrun.errors import ConfigError
+from kdrun.finite import nonfinite_count
 from kdrun.models import build_model
 
 log = logging.getLogger(__name__)
@@ -162,8 +163,8 @@ def nonfinite_weights(state: dict) -> tuple[str, int, int] | None:
     hold any; None when every value is finite."""
     first, tensors = None, 0
     for key, value in state.items():
-        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
-            count = int((~torch.isfinite(value)).sum())
+        if isinstance(value, torch.Tensor):
+            count = nonfinite_count(value)
             if count:
                 tensors += 1
                 first = first or (key, count)

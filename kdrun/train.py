@@ -16,6 +16,7 @@ from kdrun.checkpoint import LoopState, TrainingCheckpoint
 from kdrun.data.augment import Normalize
 from kdrun.device import Runtime
 from kdrun.errors import DivergedError
+from kdrun.finite import first_nonfinite
 from kdrun.losses import Distiller
 from kdrun.losses.features import FeatureTap
 from kdrun.optimizers import build_optimizer
@@ -82,11 +83,11 @@ def settings_prefix(stage: str) -> str:
 
 def check_finite_weights(model: nn.Module, stage: str, step: int) -> None:
     """A NaN or infinite weight or buffer makes every later number meaningless."""
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
-            detail = f"{bad} non-finite value(s) in {name!r}"
-            raise DivergedError(stage, detail, settings_prefix(stage), step)
+    found = first_nonfinite(model.state_dict().items())
+    if found is not None:
+        name, bad = found
+        detail = f"{bad} non-finite value(s) in {name!r}"
+        raise DivergedError(stage, detail, settings_prefix(stage), step)
 
 
 class TrainingSet(Protocol):
