@@ -113,15 +113,7 @@ def train_student(
     torch.manual_seed(seed)
     model = runtime.place(build_model(cfg.arch, inputs.episode.ways))
     distiller.bind(model)  # after the student's weights: same initialisation as the baseline
-    schedule = Schedule(
-        steps,
-        cfg.batch_size,
-        cfg.lr,
-        cfg.momentum,
-        cfg.weight_decay,
-        cfg.grad_clip,
-        optimizer=cfg.optimizer,
-    )
+    schedule = Schedule.from_config(cfg, steps)
     probe = None
     if score is not None:  # the final point is the run's own test score: not measured twice
         probe = Probe(tuple(s for s in curve_steps(steps, cfg.curve) if s < steps), score)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from kdrun.checkpoint import LoopState, TrainingCheckpoint
@@ -36,6 +37,19 @@ class Schedule:
     grad_clip: float = 0.0
     warmup_fraction: float = 0.05
     optimizer: str = "sgd"
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, steps: int) -> Schedule:
+        """A stage's schedule from its config group (teacher.* or student.*)."""
+        return cls(
+            steps,
+            cfg.batch_size,
+            cfg.lr,
+            cfg.momentum,
+            cfg.weight_decay,
+            cfg.grad_clip,
+            optimizer=cfg.optimizer,
+        )
 
     def lr_factor(self, step: int) -> float:
         warmup = max(1, int(self.steps * self.warmup_fraction))
