@@ -13,8 +13,6 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from kdrun.cache import digest
-
 
 @dataclass
 class TrainConf:
@@ -139,5 +137,6 @@ def register_configs() -> None:
 
 def config_digest(cfg: DictConfig) -> str:
     """Identity of a resolved experiment config: a finished run with the same one is reusable."""
+    from kdrun.cache import digest  # imports torch: the schemas themselves must not
 
     return digest(OmegaConf.to_container(cfg, resolve=True))
