@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
@@ -23,7 +24,6 @@ from kdrun.data.fewshot import episode_seed, resolve_pool, sample_episode
 from kdrun.episode_inputs import EpisodeInputs, RunInputs
 from kdrun.evaluation import evaluate_teacher, test_accuracy, test_report
 from kdrun.losses import Distiller, build_loss
-from kdrun.models import build_meta_model
 from kdrun.preflight import check_counts, preflight
 from kdrun.record import write_record
 from kdrun.run_record import history_csv, run_metrics
@@ -40,7 +40,13 @@ CE = OmegaConf.create({"name": "ce"})
 
 
 def _run_episode(
-    cfg: DictConfig, e: int, shared: RunInputs, pool: int, out_dir: Path, timing: dict[str, float]
+    cfg: DictConfig,
+    e: int,
+    shared: RunInputs,
+    pool: int,
+    resolved: Distiller,
+    out_dir: Path,
+    timing: dict[str, float],
 ) -> tuple[dict, list[dict], str]:
     """One draw of classes and shots: teacher (usually cached), soft labels, student, baseline."""
     dataset = shared.dataset
@@ -63,7 +69,7 @@ def _run_episode(
 
     soft = get_soft_labels(teacher, cfg.soft_labels, inputs)
     _add(timing, "soft_labels", soft.seconds)
-    distiller = build_loss(cfg.loss, cfg.student.label_smoothing)
+    distiller = copy.deepcopy(resolved)  # each episode binds its own student's projections
     features = _teacher_features(cfg, distiller, teacher, soft, inputs)
     if features is not None:
         _add(timing, "teacher_features", features.seconds)
@@ -116,11 +122,9 @@ def _teacher_features(
     soft: SoftLabels,
     inputs: EpisodeInputs,
 ) -> TeacherFeatures | None:
-    """Pair the method's layers on both networks, then cache the teacher's or run it online."""
+    """The teacher's targets at the layers preflight paired: cached, or computed online."""
     if not distiller.uses_features:
         return None
-    sample = inputs.normalize(inputs.dataset.train.images[:2].to(inputs.runtime.device))
-    distiller.resolve(build_meta_model(cfg.student.arch, cfg.ways), teacher.model, sample)
     return get_teacher_features(teacher.model, distiller, soft, cfg.soft_labels, inputs)
 
 
@@ -220,7 +224,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Run `episodes` draws; writes history.csv, episode-0 weights and, last, metrics.json."""
     t0 = time.perf_counter()
     remove_stale_temps(out_dir, ".*.tmp")  # a killed run's half-written files; never read
-    _, runtime = preflight(cfg)
+    checked = preflight(cfg)
+    runtime = checked.runtime
     log.info("device: %s", runtime.describe())
     cache = ArtifactCache(Path(to_absolute_path(cfg.cache_dir)))
     timing: dict[str, float] = {}
@@ -233,7 +238,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     shared = RunInputs(dataset, normalize, runtime, cache, cfg.eval_batch_size, cfg.data.augment)
     records, history, sources = [], [], []
     for e in range(cfg.episodes):
-        record, rows, source = _run_episode(cfg, e, shared, pool, out_dir, timing)
+        record, rows, source = _run_episode(
+            cfg, e, shared, pool, checked.distiller, out_dir, timing
+        )
         records.append(record)
         history += rows
         sources.append(source)

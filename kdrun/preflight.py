@@ -21,14 +21,25 @@ from kdrun.data import SourceInfo, get_source
 from kdrun.data.fewshot import resolve_pool
 from kdrun.device import Runtime, resolve_runtime
 from kdrun.errors import ConfigError
-from kdrun.losses import LOSSES, build_loss, loss_params
+from kdrun.losses import LOSSES, Distiller, build_loss, loss_params
 from kdrun.models import build_meta_model, input_problem, is_known_model, model_names
 from kdrun.optimizers import OPTIMIZERS
 from kdrun.storage import ensure_writable_dir
 from kdrun.teacher import load_checkpoint
 
 
-def preflight(cfg: DictConfig) -> tuple[SourceInfo, Runtime]:
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """What preflight learned on the way: the data's counts, the device, and the distiller with
+    its layers already paired (on weightless models: shapes need no weights), so a run resolves
+    the method once, here, and each episode only binds a copy to its student."""
+
+    info: SourceInfo
+    runtime: Runtime
+    distiller: Distiller
+
+
+def preflight(cfg: DictConfig) -> Checked:
     """Every check that can fail on user input, before any data is decoded or model trained."""
     check_ranges(cfg)
     for stage in ("teacher", "student"):
@@ -43,7 +54,7 @@ def preflight(cfg: DictConfig) -> tuple[SourceInfo, Runtime]:
     check_counts(cfg, info.classes, info.train_counts, pool=pool)
     if cfg.teacher.checkpoint:
         load_checkpoint(cfg.teacher.checkpoint, cfg.teacher.arch, cfg.ways)
-    distiller = build_loss(cfg.loss)
+    distiller = build_loss(cfg.loss, cfg.student.label_smoothing)
     if distiller.uses_features:  # layer names and shapes: weightless models are enough
         size = cfg.data.image_size
         distiller.resolve(
@@ -52,7 +63,7 @@ def preflight(cfg: DictConfig) -> tuple[SourceInfo, Runtime]:
             torch.zeros(2, 3, size, size),
         )
     ensure_writable_dir(Path(to_absolute_path(cfg.cache_dir)), "cache_dir")
-    return info, resolve_runtime(cfg.device)
+    return Checked(info, resolve_runtime(cfg.device), distiller)
 
 
 def check_counts(

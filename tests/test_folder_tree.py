@@ -245,7 +245,7 @@ def test_pool_all_takes_everything_the_smallest_class_has_left(small_tree, compo
     """Past the auto cap: the whole remaining training split (cats: 120 images - 5 shots)."""
     caplog.set_level(logging.INFO)
     cfg = compose_cfg(*SMALL, f"data.root={small_tree}", "pool=all")
-    info, _ = preflight(cfg)
+    info = preflight(cfg).info
     fewest = min(info.train_counts)
     assert resolve_pool(cfg, info.classes, info.train_counts, announce=True) == fewest - 5
     assert f"pool=all: {fewest - 5} per class (class 'cats' has {fewest}" in caplog.text

@@ -100,3 +100,27 @@ def test_features_go_online_without_views_or_above_the_size_limit(compose_cfg, t
         tmp_path / "b",
     )
     assert big["episodes"][0]["teacher_features"]["mode"] == "online"
+
+
+@pytest.mark.parametrize("method", ["fitnet", "at", "rkd"])
+def test_a_run_pairs_the_layers_once_and_each_episode_binds_its_own_copy(
+    compose_cfg, tmp_path, monkeypatch, method
+):
+    cls = LOSSES[method]
+    resolved, bound = [], []
+    real_resolve, real_bind = cls.resolve, cls.bind
+
+    def resolve(self, *args):
+        resolved.append(id(self))
+        return real_resolve(self, *args)
+
+    def bind(self, student):
+        bound.append(id(self))
+        return real_bind(self, student)
+
+    monkeypatch.setattr(cls, "resolve", resolve)
+    monkeypatch.setattr(cls, "bind", bind)
+    metrics = run(compose_cfg(*SMOKE_FAST, *VIEWS, f"loss={method}", "episodes=2"), tmp_path / "r")
+    assert len(metrics["episodes"]) == 2
+    assert len(resolved) == 1  # in preflight, on weightless models
+    assert len(bound) == 2 and len(set(bound)) == 2 and resolved[0] not in bound
