@@ -234,15 +234,10 @@ def _check_extra_ranges(cfg: DictConfig) -> None:
     )
     for key, value in _float_leaves(OmegaConf.to_container(cfg, resolve=False)):
         _require(math.isfinite(value), f"{key}={value} is invalid: it must be a finite number.")
-    for key, value in (
-        ("seed", cfg.seed),
-        ("teacher.seed", cfg.teacher.seed),
-        *(
-            [("data.synthetic_seed", cfg.data.synthetic_seed)]
-            if "synthetic_seed" in cfg.data
-            else []
-        ),
-    ):
+    seeds = {"seed": cfg.seed, "teacher.seed": cfg.teacher.seed}
+    if "synthetic_seed" in cfg.data:  # only data=synthetic's schema has it
+        seeds["data.synthetic_seed"] = cfg.data.synthetic_seed
+    for key, value in seeds.items():
         _require(
             0 <= value <= MAX_SEED,
             f"{key}={value} is invalid: it must be an integer between 0 and {MAX_SEED}.",
