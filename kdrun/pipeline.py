@@ -91,11 +91,11 @@ def _run_episode(
         if e == 0:
             atomic_torch_save(entry["state_dict"], out_dir / f"{stage}.pt")
         log.info(
-            "episode %d %s: test accuracy %.4f (%.1fs)",
+            "episode %d %s: test accuracy %.4f (%s)",
             e,
             stage,
             entry["report"]["test_acc"],
-            entry["seconds"],
+            "cache" if entry.get("cached") else f"{entry['seconds']:.1f}s",
         )
     record = {
         "episode": e,

@@ -151,7 +151,7 @@ class Meter:
 
 def _bar() -> Progress:
     columns = (
-        TextColumn("[bold]{task.description:<9}"),
+        TextColumn("[bold]{task.description:<12}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

@@ -278,7 +278,15 @@ def draw(rows: list[RunRow]):
     ax.set_title(title, fontsize=9, loc="left")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    handles, labels = ax.get_legend_handles_labels()
+    last = sorted(range(len(labels)), key=lambda j: labels[j].startswith("baseline ("))
+    ax.legend(
+        [handles[j] for j in last],
+        [labels[j] for j in last],
+        fontsize=7,
+        loc="center left",
+        bbox_to_anchor=(1.01, 0.5),
+    )
     fig.tight_layout()
     return fig
 

@@ -94,7 +94,7 @@ def test_plot_keeps_a_linear_scale_for_a_narrow_span_and_names_series_by_what_di
     assert ax.get_title(loc="left") == (
         "student accuracy vs shots, one line per loss\nteacher=cnn_large, 10-way, 5 episodes"
     )
-    assert _legend(ax) == ["student loss=dist", "baseline (CE on the shots)", "student loss=kd"]
+    assert _legend(ax) == ["student loss=dist", "student loss=kd", "baseline (CE on the shots)"]
 
 
 def test_report_combines_several_sweeps(tmp_path, capsys):
