@@ -23,7 +23,7 @@ from kdrun.device import resolve_runtime
 from kdrun.losses import build_loss
 from kdrun.models import build_model
 from kdrun.progress import Meter, Running, duration
-from kdrun.train import Schedule, fit, predict
+from kdrun.train import EpochSums, Schedule, fit, predict
 from tests.conftest import compose_config
 
 
@@ -172,20 +172,30 @@ class Blobs:
         return self.x[idx], {"labels": self.labels[idx]}
 
 
-def test_fit_logs_steps_with_running_loss_before_the_first_epoch_ends(caplog):
-    """One epoch of 20 steps: today's per-epoch figures would appear only at its end."""
+def test_fit_logs_steps_with_running_loss_before_the_first_epoch_ends(caplog, monkeypatch):
+    """One epoch of 60 steps: per-epoch figures would appear only at its end. The device sums
+    are read once per shown line and once at the epoch's end, never once per step."""
     caplog.set_level(logging.INFO, logger="kdrun")
+    reads = []
+    real_read = EpochSums.read
+
+    def counted_read(self):
+        reads.append(self.images)
+        return real_read(self)
+
+    monkeypatch.setattr(EpochSums, "read", counted_read)
     runtime = resolve_runtime(compose_config(["device=cpu"]).device)
     torch.manual_seed(0)
     model = build_model("cnn_small", 10)
     distiller = build_loss(OmegaConf.create({"name": "ce"}))
     history = fit(
-        model, Blobs(), distiller, Schedule(20, 20, 0.05), runtime, seed=0, stage="student"
+        model, Blobs(1200), distiller, Schedule(60, 20, 0.05), runtime, seed=0, stage="student"
     )
     lines = [line for line in logged(caplog) if line.startswith("student ")]
-    assert [line.split()[2] for line in lines] == [f"{k}/20" for k in range(2, 21, 2)]
+    assert [line.split()[2] for line in lines] == [f"{k}/60" for k in range(6, 61, 6)]
     assert all(": loss " in line and " train acc " in line for line in lines)
-    assert len(history) == 1 and history[0]["step"] == 20  # the figures came within the epoch
+    assert len(history) == 1 and history[0]["step"] == 60  # the figures came within the epoch
+    assert reads == [20 * k for k in range(6, 61, 6)] + [1200]  # 11 reads for 60 steps
 
 
 def test_predict_counts_images_and_gives_the_same_logits():
