@@ -65,7 +65,7 @@ def test_temperature_sweeps_reuse_the_soft_labels(compose_cfg, tmp_path):
     assert again["cache"]["soft_labels"] == {"hit": 1, "miss": 0}
     # The CE baseline ignores the loss settings: one baseline serves the whole sweep.
     assert again["cache"]["baseline"] == {"hit": 1, "miss": 0}
-    assert again["baseline"] == first["baseline"]
+    assert again["baseline"] == {**first["baseline"], "source": "cache"}
     assert again["student"] != first["student"]
 
 
