@@ -3,12 +3,15 @@ the learning curve's points. Reporting only: nothing in training reads these num
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
 
 from kdrun.cache import digest
 from kdrun.episode_inputs import EpisodeInputs
 from kdrun.metrics import classification_report
+from kdrun.progress import progress
 from kdrun.teacher import TeacherResult
 from kdrun.train import predict
 
@@ -26,18 +29,25 @@ def evaluate_teacher(teacher: TeacherResult, inputs: EpisodeInputs, tta_flip: bo
         }
     )
     entry, _ = inputs.cache.get_or_build(
-        "teacher_eval", key, lambda: {"report": test_report(teacher.model, inputs, tta_flip)}
+        "teacher_eval",
+        key,
+        lambda: {"report": test_report(teacher.model, inputs, tta_flip, "teacher test")},
     )
     return dict(entry["report"])
 
 
-def test_logits(model: nn.Module, inputs: EpisodeInputs, tta_flip: bool = False) -> torch.Tensor:
-    """Logits on the episode's test images (the mean with their mirror images under TTA)."""
+def test_logits(
+    model: nn.Module, inputs: EpisodeInputs, tta_flip: bool = False, label: str = ""
+) -> torch.Tensor:
+    """Logits on the episode's test images (the mean with their mirror images under TTA); a
+    `label` shows a bar (not for the probes inside a training stage, which has its own)."""
     images = inputs.dataset.test.images[inputs.episode.test_indices]
     args = (inputs.normalize, inputs.runtime, inputs.eval_batch_size)
-    logits = predict(model, images, *args)
-    if tta_flip:
-        logits = (logits + predict(model, images.flip(3), *args)) / 2
+    total = len(images) * (2 if tta_flip else 1)
+    with progress(label, total, "image") if label else nullcontext() as meter:
+        logits = predict(model, images, *args, meter)
+        if tta_flip:
+            logits = (logits + predict(model, images.flip(3), *args, meter)) / 2
     return logits
 
 
@@ -48,9 +58,11 @@ def test_accuracy(model: nn.Module, inputs: EpisodeInputs) -> float:
     )
 
 
-def test_report(model: nn.Module, inputs: EpisodeInputs, tta_flip: bool = False) -> dict:
+def test_report(
+    model: nn.Module, inputs: EpisodeInputs, tta_flip: bool = False, label: str = ""
+) -> dict:
     """Accuracy, macro-F1 and per-class recall on the episode's test split."""
     names = [inputs.dataset.classes[c] for c in inputs.episode.classes]
     return classification_report(
-        test_logits(model, inputs, tta_flip), inputs.episode.test_labels, names
+        test_logits(model, inputs, tta_flip, label), inputs.episode.test_labels, names
     )

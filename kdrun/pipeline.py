@@ -79,6 +79,7 @@ def _run_episode(
     history = list(teacher.history) if teacher.source == "trained" else []
     reports = {"teacher": teacher_report}
     curves: dict[str, list[dict]] = {}
+    baseline_source = "trained"
     baseline = build_loss(CE, cfg.student.label_smoothing)
     for stage, method in (("student", distiller), ("baseline", baseline)):
         entry = _train_and_test(cfg.student, stage, method, inputs, soft, features)
@@ -91,14 +92,16 @@ def _run_episode(
         ]
         reports[stage] = entry["report"]
         curves[stage] = entry["curve"]
+        if entry.get("cached"):
+            baseline_source = "cache"
         if e == 0:
             atomic_torch_save(entry["state_dict"], out_dir / f"{stage}.pt")
         log.info(
-            "episode %d %s: test accuracy %.4f (%.1fs)",
+            "episode %d %s: test accuracy %.4f (%s)",
             e,
             stage,
             entry["report"]["test_acc"],
-            entry["seconds"],
+            "cache" if entry.get("cached") else f"{entry['seconds']:.1f}s",
         )
     record = {
         "episode": e,
@@ -109,6 +112,7 @@ def _run_episode(
         **reports,
         "kd_gain": reports["student"]["test_acc"] - reports["baseline"]["test_acc"],
         "curves": curves,
+        "baseline_source": baseline_source,  # "cache": reused, trained by an earlier run
         "soft_labels": {"hit": soft.hit, "bytes": soft.nbytes, "views": cfg.soft_labels.views},
         "teacher_features": features.describe() if features is not None else None,
     }
@@ -185,7 +189,7 @@ def _train_and_test(
     if stage != "baseline":
         return train_and_test()
     entry, hit = inputs.cache.get_or_build("baseline", _baseline_key(cfg, inputs), train_and_test)
-    return {**entry, "seconds": 0.0, "curve_seconds": 0.0} if hit else entry
+    return {**entry, "seconds": 0.0, "curve_seconds": 0.0, "cached": True} if hit else entry
 
 
 def _add(timing: dict[str, float], key: str, seconds: float) -> None:

@@ -53,6 +53,7 @@ def run_metrics(
             **aggregate_reports([r["baseline"] for r in records]),
             "arch": cfg.student.arch,
             "loss": "ce",
+            "source": _source([r.get("baseline_source", "trained") for r in records]),
             "convergence": convergence["baseline"],
         },
         "kd_gain": gain["mean"],
@@ -75,6 +76,14 @@ def run_metrics(
         "config_digest": config_digest(cfg),
     }
     return metrics
+
+
+def _source(per_episode: list[str]) -> str:
+    """'cache' or 'trained' for the run, or how many episodes reused a cached model."""
+    cached = per_episode.count("cache")
+    if cached in (0, len(per_episode)):
+        return per_episode[0]
+    return f"cache ({cached} of {len(per_episode)} episodes)"
 
 
 def history_csv(rows: list[dict]) -> str:

@@ -23,8 +23,23 @@ def _with_verdict(note: str, model: dict) -> str:
     return f"{note}; [bold yellow]not converged[/]: +{gain:.1f} pts in the last half"
 
 
-def summary_table(metrics: dict) -> Table:
-    timing, cache, s = metrics["timing"], metrics["cache"], metrics["setting"]
+def notes(metrics: dict) -> list[tuple[str, str]]:
+    """(row, note) for each row: what produced the number and whether to trust it."""
+    t, b, st, cache = metrics["teacher"], metrics["baseline"], metrics["student"], metrics["cache"]
+    baseline = "CE on the shots"
+    if b.get("source", "trained") != "trained":  # a cached baseline took no time in this run
+        baseline = f"{b['source']}; {baseline}"
+    return [
+        ("teacher", t["source"]),
+        ("baseline", _with_verdict(baseline, b)),
+        ("student", _with_verdict(f"loss={st['loss']}", st)),
+        ("kd gain", f"cache: {cache['hits']} hit(s), {cache['misses']} miss(es)"),
+    ]
+
+
+def summary_table(metrics: dict, with_notes: bool = True) -> Table:
+    """The run's table; without `with_notes` the notes are left for lines below it."""
+    timing, s = metrics["timing"], metrics["setting"]
     episodes = s["episodes"]
     title = f"kdrun · {s['ways']}-way {s['shots']}-shot · seed {s['seed']}"
     if s["pool"]:
@@ -34,47 +49,44 @@ def summary_table(metrics: dict) -> Table:
     if episodes > 1:
         title += f" · {episodes} episodes (mean ± 95% CI)"
     table = Table(title=title, title_justify="left")
-    for col, right in (
-        ("model", 0),
-        ("arch", 0),
-        ("test acc", 1),
-        ("macro-F1", 1),
-        ("time (s)", 1),
-        ("note", 0),
-    ):
+    columns = [("model", 0), ("arch", 0), ("test acc", 1), ("macro-F1", 1), ("time (s)", 1)]
+    for col, right in columns + ([("note", 0)] if with_notes else []):
         table.add_column(col, justify="right" if right else "left")
     t, b, st = metrics["teacher"], metrics["baseline"], metrics["student"]
     rows = (
-        ("teacher", t, timing["teacher"] + timing["soft_labels"], t["source"]),
-        ("baseline", b, timing["baseline"], _with_verdict("CE on the shots", b)),
-        ("student", st, timing["student"], _with_verdict(f"loss={st['loss']}", st)),
+        ("teacher", t, timing["teacher"] + timing["soft_labels"]),
+        ("baseline", b, timing["baseline"]),
+        ("student", st, timing["student"]),
     )
-    for name, model, seconds, note in rows:
-        table.add_row(
+    text = dict(notes(metrics))
+    for name, model, seconds in rows:
+        cells = [
             name,
             model["arch"],
             _acc(model, episodes),
             f"{model['macro_f1']:.4f}",
             f"{seconds:.1f}",
-            note,
-        )
+        ]
+        table.add_row(*cells, *([text[name]] if with_notes else []))
     table.add_section()
     gain = f"{metrics['kd_gain']:+.4f}"
     if episodes > 1:
         gain += f" ± {metrics['kd_gain_ci95']:.4f}"
-    table.add_row(
-        "kd gain",
-        "",
-        gain,
-        "",
-        f"{timing['total']:.1f}",
-        f"cache: {cache['hits']} hit(s), {cache['misses']} miss(es)",
-    )
+    total = f"total {timing['total']:.1f}"  # the run's wall time, not a sum of the rows above
+    table.add_row("kd gain", "", gain, "", total, *([text["kd gain"]] if with_notes else []))
     table.caption = f"run dir: {metrics['out_dir']}"
     return table
 
 
 def print_summary(metrics: dict, console: Console | None = None) -> None:
-    """Off a terminal (CI, sweeps, pipes) print at 120 columns so no cell wraps."""
+    """Off a terminal (CI, sweeps, pipes) print at 120 columns so no cell wraps; on a narrow
+    terminal the notes go below the table, one line each, instead of wrapping in a cell."""
     console = console or Console(width=None if sys.stdout.isatty() else 120)
-    console.print(summary_table(metrics))
+    table = summary_table(metrics)
+    unbounded = console.options.update_width(10_000)  # the width the table wants, unclamped
+    if console.measure(table, options=unbounded).maximum <= console.width:
+        console.print(table)
+        return
+    console.print(summary_table(metrics, with_notes=False))
+    for name, note in notes(metrics):
+        console.print(f"  {note}" if name == "kd gain" else f"  {name}: {note}")

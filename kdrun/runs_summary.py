@@ -36,6 +36,10 @@ class RunRow:
     student_last_half_pts: float | None = None  # gain over the last half of the budget
     baseline_last_half_pts: float | None = None
     converged: str = ""  # "yes", or which model was still improving (see kdrun/convergence.py)
+    loss: str = ""  # the settings a plot's title names when every run shares them
+    teacher_arch: str = ""
+    student_arch: str = ""
+    ways: int | None = None
 
 
 def _convergence(m: dict) -> dict:
@@ -74,6 +78,10 @@ def row_from_record(run_dir: Path, m: dict, status: str = "") -> RunRow:
         episodes=m.get("setting", {}).get("episodes", 1),
         seconds=m["timing"]["total"],
         **_convergence(m),
+        loss=m["student"].get("loss", ""),
+        teacher_arch=m["teacher"].get("arch", ""),
+        student_arch=m["student"].get("arch", ""),
+        ways=m.get("setting", {}).get("ways"),
     )
 
 
@@ -189,9 +197,46 @@ def _band(ax, pts: list[tuple], attr: str, style: str, color: str, label: str) -
     ax.fill_between(xs, lo, hi, color=color, alpha=0.15)
 
 
-def plot(rows: list[RunRow], path: Path) -> bool:
+def _fixed_settings(rows: list[RunRow], parsed: list[dict[str, str]], varying: list[str]) -> str:
+    """What every run shares: common overrides, then the record's settings no override names."""
+    common = [f"{k}={parsed[0][k]}" for k in sorted(parsed[0]) if k not in varying]
+    named = {k for p in parsed for k in p}
+    recorded = (
+        ("loss", lambda r: r.loss and f"loss={r.loss}"),
+        ("teacher", lambda r: r.teacher_arch and f"teacher={r.teacher_arch}"),
+        ("student", lambda r: r.student_arch and f"student={r.student_arch}"),
+        ("ways", lambda r: r.ways and f"{r.ways}-way"),
+        ("episodes", lambda r: r.episodes and f"{r.episodes} episode" + "s" * (r.episodes > 1)),
+    )
+    for key, text in recorded:
+        values = {text(r) for r in rows}
+        if key not in named and len(values) == 1 and None not in values and "" not in values:
+            common.append(values.pop())
+    return ", ".join(common)
+
+
+def _x_axis(ax, xs: list, key: str) -> None:
+    """Ticks at the swept values (integers stay integers), on a log scale past a 4x span."""
+    ax.set_xlabel(key)
+    if any(isinstance(x, str) for x in xs):
+        return
+    values = sorted(set(xs))
+    if values[0] > 0 and values[-1] / values[0] > 4:
+        ax.set_xscale("log")
+        ax.minorticks_off()
+    if len(values) <= 12:
+        ax.set_xticks(values, [f"{x:g}" for x in values])
+    elif all(float(x).is_integer() for x in values):
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ax.get_xscale() == "log":
+        ax.set_xlabel(f"{key} (log scale)")
+
+
+def draw(rows: list[RunRow]):
     """Student (solid) and baseline (dashed) accuracy against the first numeric swept key, one
-    line per combination of the other swept keys, with 95% CI bands; False if nothing varies."""
+    line per combination of the other swept keys, with 95% CI bands; None if nothing varies."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -203,12 +248,14 @@ def plot(rows: list[RunRow], path: Path) -> bool:
     varying = [k for k in keys if len({p.get(k) for p in parsed}) > 1]
     numeric = [k for k in varying if all(_number(p.get(k, "x")) is not None for p in parsed)]
     if not rows or not varying:
-        return False
+        return None
     x_key = numeric[0] if numeric else varying[0]
     others = [k for k in varying if k != x_key]
+    # One series: name it by the loss it distilled with, not "all runs".
+    single = f"loss={rows[0].loss}" if rows[0].loss and len({r.loss for r in rows}) == 1 else ""
     groups: dict[str, list[tuple]] = {}
     for r, p in zip(rows, parsed, strict=True):
-        label = " ".join(f"{k}={p.get(k)}" for k in others) or "all runs"
+        label = " ".join(f"{k}={p.get(k)}" for k in others) or single
         x = _number(p[x_key]) if numeric else p.get(x_key, "?")
         groups.setdefault(label, []).append((x, r))
     for pts in groups.values():
@@ -217,18 +264,40 @@ def plot(rows: list[RunRow], path: Path) -> bool:
     shared = len({tuple((t[0], t[1].baseline_acc) for t in pts) for pts in groups.values()}) == 1
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for i, (label, pts) in enumerate(sorted(groups.items())):
-        curves = [("student", "-", f"C{i % 10}", f"student {label}")]
+        curves = [("student", "-", f"C{i % 10}", f"student {label}".strip())]
         if not shared:
-            curves.append(("baseline", "--", f"C{i % 10}", f"baseline {label}"))
+            curves.append(("baseline", "--", f"C{i % 10}", f"baseline {label}".strip()))
         elif i == 0:
             curves.append(("baseline", "--", "0.4", "baseline (CE on the shots)"))
         for attr, style, color, name in curves:
             _band(ax, pts, attr, style, color, name)
-    ax.set_xlabel(x_key)
+    _x_axis(ax, [t[0] for pts in groups.values() for t in pts], x_key)
+    by = f", one line per {', '.join(others)}" if others else ""
+    fixed = _fixed_settings(rows, parsed, varying)
+    title = f"student accuracy vs {x_key}{by}" + (f"\n{fixed}" if fixed else "")
+    ax.set_title(title, fontsize=9, loc="left")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    handles, labels = ax.get_legend_handles_labels()
+    last = sorted(range(len(labels)), key=lambda j: labels[j].startswith("baseline ("))
+    ax.legend(
+        [handles[j] for j in last],
+        [labels[j] for j in last],
+        fontsize=7,
+        loc="center left",
+        bbox_to_anchor=(1.01, 0.5),
+    )
     fig.tight_layout()
+    return fig
+
+
+def plot(rows: list[RunRow], path: Path) -> bool:
+    """summary.png from `draw`; False (and no file) if nothing varies."""
+    fig = draw(rows)  # selects the Agg backend before pyplot is imported here
+    if fig is None:
+        return False
+    import matplotlib.pyplot as plt
+
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
     return True

@@ -24,6 +24,7 @@ from kdrun.data.views import ViewParams, sample_view_params, view_batches
 from kdrun.episode_inputs import EpisodeInputs
 from kdrun.errors import DivergedError
 from kdrun.finite import nonfinite_count
+from kdrun.progress import Meter, progress
 from kdrun.teacher import TeacherResult
 from kdrun.train import predict, predict_inputs
 
@@ -108,9 +109,13 @@ def get_soft_labels(teacher: TeacherResult, cfg: DictConfig, inputs: EpisodeInpu
         return entry
 
     def _label() -> dict:
+        with progress("labelling", len(indices) * max(1, views), "image") as meter:
+            return _label_views(meter)
+
+    def _label_views(meter: Meter) -> dict:
         images = dataset.train.images[indices].to(runtime.device)
         if not views:
-            logits = predict(teacher.model, images, normalize, runtime, batch_size)
+            logits = predict(teacher.model, images, normalize, runtime, batch_size, meter)
             return {"logits": logits.half(), "indices": indices}
         size = dataset.train.images.shape[-1]
         params = sample_view_params(
@@ -131,6 +136,7 @@ def get_soft_labels(teacher: TeacherResult, cfg: DictConfig, inputs: EpisodeInpu
                     teacher.model,
                     view_batches(images, dev_params, v, normalize, pad, batch_size),
                     runtime,
+                    meter,
                 )
                 for v in range(views)
             ],

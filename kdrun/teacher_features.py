@@ -23,6 +23,7 @@ from kdrun.episode_inputs import EpisodeInputs
 from kdrun.losses import Distiller
 from kdrun.losses.base import teacher_feature_key
 from kdrun.losses.features import FeatureTap
+from kdrun.progress import progress
 from kdrun.soft_labels import SoftLabels
 
 log = logging.getLogger(__name__)
@@ -101,12 +102,14 @@ def get_teacher_features(
         images = inputs.dataset.train.images[soft.indices].to(runtime.device)
         params = soft.params.to(runtime.device)
         per_view = []
-        for v in range(views):
-            chunks = [
-                teacher_targets(teacher_model, distiller, x, runtime)
-                for x in view_batches(images, params, v, normalize, padding, batch_size)
-            ]
-            per_view.append({k: torch.cat([c[k] for c in chunks]).half().cpu() for k in chunks[0]})
+        with progress("features", len(images) * views, "image") as meter:
+            for v in range(views):
+                chunks = []
+                for x in view_batches(images, params, v, normalize, padding, batch_size):
+                    targets = teacher_targets(teacher_model, distiller, x, runtime)
+                    chunks.append({k: t.half().cpu() for k, t in targets.items()})
+                    meter.advance(len(x))  # the copy above waited for the batch
+                per_view.append({k: torch.cat([c[k] for c in chunks]) for k in chunks[0]})
         return {"targets": {k: torch.stack([p[k] for p in per_view], dim=1) for k in per_view[0]}}
 
     entry, hit = inputs.cache.get_or_build("teacher_features", key, compute)

@@ -21,7 +21,7 @@ from kdrun.finite import first_nonfinite
 from kdrun.losses import Distiller
 from kdrun.losses.features import FeatureTap
 from kdrun.optimizers import build_optimizer
-from kdrun.progress import stage_progress
+from kdrun.progress import Meter, Running, stage_progress
 
 
 @dataclass
@@ -104,6 +104,35 @@ def check_finite_weights(model: nn.Module, stage: str, step: int) -> None:
         raise DivergedError(stage, detail, settings_prefix(stage), step)
 
 
+class EpochSums:
+    """Loss, images and accuracy counts of an epoch, summed on the device; `read` syncs once."""
+
+    def __init__(self, loss_sum: torch.Tensor, correct: torch.Tensor, labelled: torch.Tensor):
+        self.loss_sum, self.correct, self.labelled, self.images = loss_sum, correct, labelled, 0
+
+    @classmethod
+    def zeros(cls, dev: torch.device) -> EpochSums:
+        count = torch.zeros((), device=dev, dtype=torch.int64)
+        return cls(torch.zeros((), device=dev), count, count.clone())
+
+    def add(
+        self, loss: torch.Tensor, images: int, logits: torch.Tensor, labels: torch.Tensor
+    ) -> None:
+        self.loss_sum += loss * images
+        labelled = labels >= 0  # pool images carry -1: no accuracy for them
+        self.correct += (logits.argmax(1) == labels)[labelled].sum()
+        self.labelled += labelled.sum()
+        self.images += images
+
+    def read(self) -> Running:
+        if not self.images:
+            return Running()
+        loss_sum, correct, labelled = torch.stack(
+            [self.loss_sum, self.correct.float(), self.labelled.float()]
+        ).tolist()
+        return Running(loss_sum, self.images, int(correct), int(labelled))
+
+
 class TrainingSet(Protocol):
     """Turns a batch of indices into normalised inputs and the loss's targets."""
 
@@ -154,13 +183,12 @@ def fit(
     tap = FeatureTap(model, distiller.student_layers)
     probe_at = set(probe.steps) if probe is not None else set()
     first_bad = torch.full((), -1, device=dev, dtype=torch.int64)  # no host sync per step
-    with tap, stage_progress(stage, schedule.steps, epochs) as progress:
+    past = Running()  # the finished epochs of this process, on the host
+    sums = EpochSums.zeros(dev)
+    with tap, stage_progress(stage, schedule.steps, done=step) as progress:
+        progress.watch(lambda: past + sums.read())  # read when shown: no per-step host sync
         for epoch in range(first, epochs + 1):
             perm = torch.randperm(n, generator=gen, device=dev)
-            loss_sum = torch.zeros((), device=dev)
-            correct = torch.zeros((), device=dev, dtype=torch.int64)
-            counted = torch.zeros((), device=dev, dtype=torch.int64)
-            seen = 0
             for i in range(min(per_epoch, schedule.steps - step)):
                 idx = perm[i * bs : (i + 1) * bs]
                 x, batch = train_set.batch(idx, gen)
@@ -179,28 +207,25 @@ def fit(
                 step += 1
                 bad = ~torch.isfinite(loss.detach())
                 first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
-                loss_sum += loss.detach() * len(idx)
-                labelled = batch["labels"] >= 0
-                correct += (logits.argmax(1) == batch["labels"])[labelled].sum()
-                counted += labelled.sum()
-                seen += len(idx)
-                progress.step()
+                sums.add(loss.detach(), len(idx), logits, batch["labels"])
+                progress.advance()
                 if step in probe_at:
                     _raise_if_diverged(first_bad, stage)
                     probe(step, model)
                     model.train()
             _raise_if_diverged(first_bad, stage)
+            epoch_sums = sums.read()  # one host sync per epoch, not per step
+            past, sums = past + epoch_sums, EpochSums.zeros(dev)
             row = {
                 "stage": stage,
                 "epoch": epoch,
                 "step": step,
-                "loss": loss_sum.item() / seen,  # one host sync per epoch, not per step
-                "train_acc": correct.item() / max(1, counted.item()),  # labelled images only
+                "loss": epoch_sums.loss_sum / epoch_sums.images,
+                "train_acc": epoch_sums.correct / max(1, epoch_sums.labelled),  # labelled only
                 "lr": opt.param_groups[0]["lr"],
                 "seconds": round(time.perf_counter() - start, 3),
             }
             history.append(row)
-            progress.epoch_done(epoch, f"loss {row['loss']:.3f} train acc {row['train_acc']:.3f}")
             if checkpoint is not None:
                 checkpoint.after_epoch(
                     LoopState(model, opt, sched, gen, epoch, step, history), epochs
@@ -217,16 +242,24 @@ def _raise_if_diverged(first_bad: torch.Tensor, stage: str) -> None:
 
 @torch.inference_mode()
 def predict_inputs(
-    model: nn.Module, inputs: Iterable[torch.Tensor], runtime: Runtime
+    model: nn.Module,
+    inputs: Iterable[torch.Tensor],
+    runtime: Runtime,
+    meter: Meter | None = None,
 ) -> torch.Tensor:
-    """Float32 logits on the CPU for already normalised input batches, in eval mode."""
+    """Float32 logits on the CPU for already normalised input batches, in eval mode; `meter`
+    counts the images (each batch's logits then reach the host before it is counted)."""
     model.eval()
     out = []
     for x in inputs:
         if runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with runtime.autocast():
-            out.append(model(x).float())
+            logits = model(x).float()
+        if meter is not None:
+            logits = logits.cpu()  # a sync per batch of images, not per training step
+            meter.advance(len(logits))
+        out.append(logits)
     return torch.cat(out).cpu()
 
 
@@ -236,7 +269,8 @@ def predict(
     normalize: Normalize,
     runtime: Runtime,
     batch_size: int = 1000,
+    meter: Meter | None = None,
 ) -> torch.Tensor:
     """Logits for uint8 `images` (any device), un-augmented: test metrics and clean soft labels."""
     batches = (normalize(c.to(runtime.device, non_blocking=True)) for c in images.split(batch_size))
-    return predict_inputs(model, batches, runtime)
+    return predict_inputs(model, batches, runtime, meter)

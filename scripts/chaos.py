@@ -109,8 +109,10 @@ def numbers(metrics: dict) -> dict:
     for key in (*volatile, "files", "checksum"):
         m.pop(key)
     m["teacher"].pop("source")
+    m["baseline"].pop("source", None)
     for record in m["episodes"]:
         record["soft_labels"].pop("hit")
+        record.pop("baseline_source", None)
     return m
 
 

@@ -42,7 +42,7 @@ BASE = [
 SYNTHETIC_ONLY = ("data.train_per_class=", "data.test_per_class=")
 # A tiny folder run: 2 classes, no pool, no views, a few steps.
 TINY = ["data=folder", "ways=2", "shots=2", "pool=0", "soft_labels.views=0", "student.steps=2"]
-WORK_STARTED = ("decoding ", "] data: ", " epoch ")  # log lines of the stages after preflight
+WORK_STARTED = ("decoding ", "] data: ", " step ")  # log lines of the stages after preflight
 
 
 @dataclass

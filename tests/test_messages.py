@@ -19,7 +19,7 @@ from tests.test_cli import KDRUN, kdrun
 
 
 def _interrupted_run(tmp_path: Path, sig: signal.Signals) -> tuple[int, str, Path]:
-    """Start a long smoke run, send `sig` once the teacher has finished its first epoch."""
+    """Start a long smoke run, send `sig` once the teacher has logged its first tenth of steps."""
     run_dir = tmp_path / "run"
     env = {**os.environ, "KDRUN_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("HYDRA_FULL_ERROR", None)
@@ -38,7 +38,7 @@ def _interrupted_run(tmp_path: Path, sig: signal.Signals) -> tuple[int, str, Pat
     try:
         for line in proc.stderr:
             seen.append(line)
-            if "teacher epoch " in line:  # inside the loop, not while it is being set up
+            if "teacher step " in line:  # inside the loop, not while it is being set up
                 break
         else:
             pytest.fail("teacher training never started:\n" + "".join(seen))
@@ -61,7 +61,7 @@ def test_a_signal_during_training_ends_in_one_line(tmp_path, sig, rc, word):
     assert "Traceback" not in after, after[-3000:]
     lines = [line for line in after.splitlines() if line.strip()]
     assert len(lines) == 1, after[-3000:]
-    # Sent after an epoch line, so it lands in the training loop (or in the stage around it).
+    # Sent after a step line, so it lands in the training loop (or in the stage around it).
     assert re.search(f"{word}.* during (teacher training|the teacher stage): ", lines[0])
     assert "finished stages are cached; re-run the same command to resume" in lines[0]
     assert "finished stages are cached" in (run_dir / "kdrun.log").read_text()

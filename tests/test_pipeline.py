@@ -52,6 +52,7 @@ def test_second_run_trains_no_teacher_and_computes_no_soft_labels(
     second = run(cfg, tmp_path / "b")
     assert calls == {"fit": 0, "predict": 0}
     assert second["teacher"]["source"] == "cache"
+    assert (first["baseline"]["source"], second["baseline"]["source"]) == ("trained", "cache")
     for kind in ("teacher", "teacher_eval", "soft_labels"):
         assert second["cache"][kind] == {"hit": 1, "miss": 0}, kind
     assert second["teacher"]["test_acc"] == first["teacher"]["test_acc"]
@@ -64,7 +65,7 @@ def test_temperature_sweeps_reuse_the_soft_labels(compose_cfg, tmp_path):
     assert again["cache"]["soft_labels"] == {"hit": 1, "miss": 0}
     # The CE baseline ignores the loss settings: one baseline serves the whole sweep.
     assert again["cache"]["baseline"] == {"hit": 1, "miss": 0}
-    assert again["baseline"] == first["baseline"]
+    assert again["baseline"] == {**first["baseline"], "source": "cache"}
     assert again["student"] != first["student"]
 
 

@@ -12,26 +12,31 @@ import torch
 from kdrun.cache import ArtifactCache, digest
 from kdrun.record import write_record
 from kdrun.report_cli import main as report_main
-from kdrun.runs_summary import collect, to_markdown, write_summary
+from kdrun.runs_summary import collect, draw, to_markdown, write_summary
 from tests.conftest import compose_config
 
 CFG = compose_config(["experiment=smoke"])
 
 
 def fake_run(
-    root: Path, overrides: list[str], student: float, baseline: float = 0.2, status: str = "ok"
+    root: Path,
+    overrides: list[str],
+    student: float,
+    baseline: float = 0.2,
+    status: str = "ok",
+    loss: str = "kd",
 ) -> Path:
     """A run directory with a checksummed record of these numbers and a small student.pt."""
     root.mkdir(parents=True)
     if status == "ok":
         torch.save({"w": torch.ones(2)}, root / "student.pt")
         metrics = {
-            "teacher": {"test_acc": 0.8},
+            "teacher": {"test_acc": 0.8, "arch": "cnn_large"},
             "baseline": {"test_acc": baseline, "test_acc_ci95": 0.01},
-            "student": {"test_acc": student, "test_acc_ci95": 0.02},
+            "student": {"test_acc": student, "test_acc_ci95": 0.02, "loss": loss},
             "kd_gain": student - baseline,
             "kd_gain_ci95": 0.015,
-            "setting": {"episodes": 5},
+            "setting": {"episodes": 5, "ways": 10},
             "timing": {"total": 12.0},
         }
     else:
@@ -60,6 +65,36 @@ def test_write_summary_makes_csv_markdown_and_plot(tmp_path):
     rows = list(csv.DictReader((tmp_path / "sweep" / "summary.csv").open()))
     assert len(rows) == 4 and float(rows[0]["student_acc"]) == 0.45
     assert (tmp_path / "sweep" / "summary.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _legend(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_plot_of_a_shots_sweep_has_integer_ticks_a_log_scale_and_a_title(tmp_path):
+    for i, shots in enumerate((1, 2, 8)):
+        fake_run(tmp_path / str(i), ["experiment=smoke", f"shots={shots}"], 0.3 + shots / 100)
+    (ax,) = draw(collect([tmp_path])).axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "8"]
+    assert ax.get_xscale() == "log"  # 8 / 1 spans more than 4x
+    assert ax.get_title(loc="left") == (
+        "student accuracy vs shots\n"
+        "experiment=smoke, loss=kd, teacher=cnn_large, 10-way, 5 episodes"
+    )
+    assert _legend(ax) == ["student loss=kd", "baseline (CE on the shots)"]
+
+
+def test_plot_keeps_a_linear_scale_for_a_narrow_span_and_names_series_by_what_differs(tmp_path):
+    runs = [(2, "kd", 0.4), (3, "kd", 0.5), (2, "dist", 0.45), (3, "dist", 0.55)]
+    for i, (shots, loss, acc) in enumerate(runs):
+        fake_run(tmp_path / str(i), [f"shots={shots}", f"loss={loss}"], acc, loss=loss)
+    (ax,) = draw(collect([tmp_path])).axes
+    assert ax.get_xscale() == "linear"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "3"]
+    assert ax.get_title(loc="left") == (
+        "student accuracy vs shots, one line per loss\nteacher=cnn_large, 10-way, 5 episodes"
+    )
+    assert _legend(ax) == ["student loss=dist", "student loss=kd", "baseline (CE on the shots)"]
 
 
 def test_report_combines_several_sweeps(tmp_path, capsys):

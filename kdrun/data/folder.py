@@ -21,6 +21,7 @@ from kdrun.cache import ArtifactCache, digest
 from kdrun.data.folder_scan import TreeScan, fs_error, scan_tree
 from kdrun.data.registry import ImageDataset, ImageSplit, SourceInfo, register_source
 from kdrun.errors import ConfigError
+from kdrun.progress import Meter, progress
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +100,18 @@ def _decode(path: Path, size: int) -> np.ndarray | str:
 
 
 def decode_split(
-    classes: dict[str, list[Path]], size: int
+    classes: dict[str, list[Path]], size: int, meter: Meter | None = None
 ) -> tuple[ImageSplit, list[tuple[str, str]]]:
     """Decode every file of a split in parallel; unreadable files are left out and returned
-    as (path, reason)."""
+    as (path, reason). `meter` counts the files as they are decoded."""
     paths = [p for files in classes.values() for p in files]
     labels = [i for i, files in enumerate(classes.values()) for _ in files]
+    arrays: list[np.ndarray | str] = []
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        arrays = list(pool.map(lambda p: _decode(p, size), paths, chunksize=256))
+        for array in pool.map(lambda p: _decode(p, size), paths, chunksize=256):
+            arrays.append(array)
+            if meter is not None:
+                meter.advance()
     keep = [i for i, a in enumerate(arrays) if not isinstance(a, str)]
     skipped = [(str(paths[i]), a) for i, a in enumerate(arrays) if isinstance(a, str)]
     images = np.stack([arrays[i] for i in keep]) if keep else np.zeros((0, size, size, 3), "uint8")
@@ -123,9 +128,11 @@ def load_tree(root: Path, image_size: int, cache: ArtifactCache, source: str) ->
     key = digest({"source": source, "files": _fingerprint(root, tree), "size": image_size, "v": 2})
 
     def decode() -> dict:
-        log.info("decoding %s (first use; the decoded tensors are cached)", root)
-        train, skip_train = decode_split(tree["train"], image_size)
-        test, skip_test = decode_split(tree["test"], image_size)
+        files = sum(len(f) for split in tree.values() for f in split.values())
+        log.info("decoding %s: %d images (first use; the decoded tensors are cached)", root, files)
+        with progress("decoding", files, "image") as meter:
+            train, skip_train = decode_split(tree["train"], image_size, meter)
+            test, skip_test = decode_split(tree["test"], image_size, meter)
         return {
             "train_images": train.images,
             "train_labels": train.labels,
