@@ -31,12 +31,12 @@ def evaluate_teacher(teacher: TeacherResult, inputs: EpisodeInputs, tta_flip: bo
     entry, _ = inputs.cache.get_or_build(
         "teacher_eval",
         key,
-        lambda: {"report": test_report(teacher.model, inputs, tta_flip, "teacher test")},
+        lambda: {"report": report_on_test_split(teacher.model, inputs, tta_flip, "teacher test")},
     )
     return dict(entry["report"])
 
 
-def test_logits(
+def logits_on_test_split(
     model: nn.Module, inputs: EpisodeInputs, tta_flip: bool = False, label: str = ""
 ) -> torch.Tensor:
     """Logits on the episode's test images (the mean with their mirror images under TTA); a
@@ -51,18 +51,18 @@ def test_logits(
     return logits
 
 
-def test_accuracy(model: nn.Module, inputs: EpisodeInputs) -> float:
+def accuracy_on_test_split(model: nn.Module, inputs: EpisodeInputs) -> float:
     """One point of a learning curve: reporting only, nothing is selected on it."""
     return float(
-        (test_logits(model, inputs).argmax(1) == inputs.episode.test_labels).float().mean()
+        (logits_on_test_split(model, inputs).argmax(1) == inputs.episode.test_labels).float().mean()
     )
 
 
-def test_report(
+def report_on_test_split(
     model: nn.Module, inputs: EpisodeInputs, tta_flip: bool = False, label: str = ""
 ) -> dict:
     """Accuracy, macro-F1 and per-class recall on the episode's test split."""
     names = [inputs.dataset.classes[c] for c in inputs.episode.classes]
     return classification_report(
-        test_logits(model, inputs, tta_flip, label), inputs.episode.test_labels, names
+        logits_on_test_split(model, inputs, tta_flip, label), inputs.episode.test_labels, names
     )

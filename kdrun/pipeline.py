@@ -22,7 +22,7 @@ from kdrun.data import ImageDataset, get_source
 from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import episode_seed, resolve_pool, sample_episode
 from kdrun.episode_inputs import EpisodeInputs, RunInputs
-from kdrun.evaluation import evaluate_teacher, test_accuracy, test_report
+from kdrun.evaluation import accuracy_on_test_split, evaluate_teacher, report_on_test_split
 from kdrun.losses import Distiller, build_loss
 from kdrun.preflight import check_counts, preflight
 from kdrun.record import write_record
@@ -173,9 +173,9 @@ def _train_and_test(
             soft,
             stage=stage,
             features=features if stage == "student" else None,
-            score=lambda model: test_accuracy(model, inputs),
+            score=lambda model: accuracy_on_test_split(model, inputs),
         )
-        report = test_report(trained.model, inputs)
+        report = report_on_test_split(trained.model, inputs)
         final = {"step": trained.steps, "test_acc": report["test_acc"]}
         return {
             "report": report,
