@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -107,10 +108,9 @@ def staged_file(path: Path, hint: str = "") -> Iterator[tuple[BinaryIO, Path]]:
     The caller renames it into place (see `atomic_write`); `hint` names the setting to change."""
     make_dirs(path.parent, hint)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _create_temp(path)
     except OSError as exc:
         raise storage_error(path, exc, hint) from exc
-    tmp = Path(name)
     guarded = None
     try:
         with os.fdopen(fd, "wb") as f:
@@ -129,6 +129,23 @@ def staged_file(path: Path, hint: str = "") -> Iterator[tuple[BinaryIO, Path]]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+TEMP_NAME_TRIES = 100
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new file `.<name>.<random>.tmp` beside `path`, created like mkstemp (O_EXCL) but with
+    mode 0666 minus the umask (0644 under 022), as `open` would: mkstemp's 0600 survives the
+    rename and would hide outputs and a shared cache from every other user."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(TEMP_NAME_TRIES):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(path.parent))
 
 
 def commit(tmp: Path, path: Path, hint: str = "") -> None:
