@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from kdrun.config import config_digest, register_configs
 from kdrun.config_dir import check_config_dirs
-from kdrun.errors import ConfigError, DivergedError
+from kdrun.errors import ConfigError, DivergedError, RefusedStart
 from kdrun.interrupt import report_interrupt, sigterm_raises
 from kdrun.override_keys import check_override_keys
 
@@ -88,6 +88,10 @@ def _main(cfg: DictConfig) -> float | None:
             sys.exit(2)
         except ConfigError as exc:
             log.error("%s", exc)
+            if isinstance(exc, RefusedStart) and HydraConfig.get().mode == RunMode.RUN:
+                from kdrun.output_dir import discard_refused_run
+
+                discard_refused_run(out_dir)  # it holds nothing but the log of this refusal
             sys.exit(2)
     if metrics.get("status", "ok") != "ok":  # a reused record of a diverged run
         log.error("%s: run %s: %s", out_dir, metrics["status"], metrics.get("error", ""))

@@ -75,12 +75,38 @@ def run_dir_key(path: Path | str) -> str:
     return "hydra.sweep.dir" if hydra.mode == RunMode.MULTIRUN else "hydra.run.dir"
 
 
+# Directories this process created (make_dirs), in order: a run refused before any work
+# removes those it left empty (kdrun.output_dir.discard_refused_run), and nothing else.
+DIRS_MADE: list[Path] = []
+
+
+def missing_dirs(path: Path) -> list[Path]:
+    """`path` and those of its ancestors that do not exist yet, outermost first."""
+    missing = []
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing[::-1]
+
+
+def remove_empty_dirs(dirs: list[Path]) -> None:
+    """rmdir each of `dirs` that is empty, innermost first; never deletes a file."""
+    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+        try:
+            d.rmdir()
+        except OSError:  # not empty (or gone): it holds something, so it stays
+            continue
+
+
 def make_dirs(path: Path, hint: str = "") -> None:
     """mkdir -p, turning a failure into a StorageError naming the directory."""
+    missing = missing_dirs(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise storage_error(path, exc, hint) from exc
+    DIRS_MADE.extend(d for d in missing if d.is_dir())
 
 
 class _Guarded:

@@ -45,6 +45,11 @@ TINY = ["data=folder", "ways=2", "shots=2", "pool=0", "soft_labels.views=0", "st
 WORK_STARTED = ("decoding ", "] data: ", " epoch ")  # log lines of the stages after preflight
 
 
+def _assert_absent(path: Path) -> None:
+    """A failed download leaves none of the directories it created (e.g. data/cifar10/)."""
+    assert not path.exists(), sorted(path.rglob("*"))
+
+
 @dataclass
 class Outcome:
     rc: int
@@ -457,6 +462,16 @@ ROWS = [
         2,
         "holds no CIFAR-10",
     ),
+    Row(
+        "CIFAR-10 download fails",
+        ["data=cifar10", "data.root={missing}/data/cifar10"],
+        2,
+        "with no network, point data.root at an existing copy and set data.download=false "
+        "(from the Makefile: make run DATA_ROOT=/path/to/cifar10).",
+        # A proxy on a closed port: the download fails at once, with or without a network.
+        env={"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"},
+        check=lambda outcome, paths: _assert_absent(paths["missing"]),
+    ),
     Row("tree empty", ["data=folder", "data.root={empty}"], 2, "has 0 class folder(s)"),
     Row(
         "tree one class",
@@ -667,6 +682,8 @@ def test_bad_input_row(row: Row, paths, tmp_path, monkeypatch):
         assert (outcome.run_dir / "metrics.json").exists()
         return
     assert not list(tmp_path.rglob("metrics.json"))
+    if not row.hold_run_dir:  # a refused start leaves no run directory behind
+        assert not outcome.run_dir.exists(), sorted(outcome.run_dir.rglob("*"))
     if row.rc == 2:  # kdrun's own error: one line, after nothing but the checks
         (error,) = [line for line in outcome.err.splitlines() if "[ERROR]" in line]
         assert row.needle in error
