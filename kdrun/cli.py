@@ -1,4 +1,7 @@
-"""`kdrun`: compose the config with Hydra, check it, run the experiment, print the summary."""
+"""`kdrun`: compose the config with Hydra, check it, run the experiment, print the summary.
+
+Nothing here imports torch at module level: `kdrun --help` composes the config and exits, and
+importing torch would be most of its time. The run imports it inside `_main`."""
 
 from __future__ import annotations
 
@@ -8,16 +11,15 @@ import sys
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from kdrun.config import config_digest, register_configs
 from kdrun.config_dir import check_config_dirs
-from kdrun.errors import ConfigError, DivergedError
+from kdrun.errors import ConfigError, DivergedError, RefusedStart
 from kdrun.interrupt import report_interrupt, sigterm_raises
-from kdrun.record import restamp, set_aside, verify_record, write_record
+from kdrun.override_keys import check_override_keys
 
 log = logging.getLogger("kdrun")
 
@@ -27,6 +29,8 @@ register_configs()
 def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
     """A verified metrics.json written for this exact config, e.g. a re-run sweep's done job.
     Any other metrics.json there (damaged, unverified, another config) is moved aside."""
+    from kdrun.record import restamp, set_aside, verify_record
+
     check = verify_record(out_dir)
     if check.state == "absent":
         return None
@@ -41,6 +45,8 @@ def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
 
 def _record_divergence(out_dir: Path, cfg: DictConfig, exc: DivergedError) -> None:
     """A diverged run is a result: metrics.json says so (status, stage, step), with no numbers."""
+    from kdrun.record import write_record
+
     record = {"status": "diverged", "error": str(exc), "stage": exc.stage, "step": exc.step}
     write_record(out_dir, record, cfg)
 
@@ -55,6 +61,8 @@ def _share_cores_with_parallel_jobs(cfg: DictConfig) -> None:
     if n_jobs:
         cores = os.cpu_count() or 1
         threads = max(1, cores // (cores if n_jobs < 0 else min(n_jobs, cores)))
+        import torch
+
         torch.set_num_threads(threads)
         log.info("%s parallel jobs on %d cores: %d thread(s) per job", n_jobs, cores, threads)
 
@@ -80,6 +88,10 @@ def _main(cfg: DictConfig) -> float | None:
             sys.exit(2)
         except ConfigError as exc:
             log.error("%s", exc)
+            if isinstance(exc, RefusedStart) and HydraConfig.get().mode == RunMode.RUN:
+                from kdrun.output_dir import discard_refused_run
+
+                discard_refused_run(out_dir)  # it holds nothing but the log of this refusal
             sys.exit(2)
     if metrics.get("status", "ok") != "ok":  # a reused record of a diverged run
         log.error("%s: run %s: %s", out_dir, metrics["status"], metrics.get("error", ""))
@@ -95,6 +107,7 @@ def main() -> None:
     debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"  # then every traceback, as Hydra's
     if not debugging:
         check_config_dirs(sys.argv[1:])
+        check_override_keys(sys.argv[1:])
     try:
         with sigterm_raises():
             _main()

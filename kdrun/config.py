@@ -83,6 +83,75 @@ DATA_SCHEMAS = {"cifar10": DataConf, "folder": DataConf, "synthetic": SyntheticD
 
 
 @dataclass
+class LossSchema:
+    """Fields every method has; a method's schema subclasses it with its own parameters."""
+
+    name: str = MISSING
+
+
+@dataclass
+class KDConf(LossSchema):
+    alpha: float = 0.9
+    temperature: float = 4.0
+
+
+@dataclass
+class DKDConf(LossSchema):
+    ce_weight: float = 1.0
+    alpha: float = 1.0
+    beta: float = 8.0
+    temperature: float = 4.0
+    warmup: float = 0.0833  # the KD weight ramps up over the first ~20/240 (the paper's epochs)
+
+
+@dataclass
+class DISTConf(LossSchema):
+    ce_weight: float = 1.0
+    beta: float = 1.0  # inter-class relation
+    gamma: float = 1.0  # intra-class relation
+    temperature: float = 4.0
+
+
+@dataclass
+class FitNetConf(LossSchema):
+    ce_weight: float = 1.0
+    feature_weight: float = 100.0
+    student_layer: str = "auto"  # the model's "hint" layer, or a module name
+    teacher_layer: str = "auto"
+
+
+@dataclass
+class ATConf(LossSchema):
+    ce_weight: float = 1.0
+    beta: float = 1000.0
+    p: float = 2.0
+    student_layers: str = "auto"  # the model's "attention" stages, or comma-separated names
+    teacher_layers: str = "auto"
+
+
+@dataclass
+class RKDConf(LossSchema):
+    ce_weight: float = 1.0
+    distance_weight: float = 25.0
+    angle_weight: float = 50.0
+    student_layer: str = "auto"  # the model's "embedding" layer, or a module name
+    teacher_layer: str = "auto"
+
+
+# Each method's `loss.*` keys; kdrun/losses/<name>.py implements it. They live here, not
+# beside the method, because composing a config (`kdrun --help`) must not import torch.
+LOSS_SCHEMAS: dict[str, type[LossSchema]] = {
+    "ce": LossSchema,
+    "kd": KDConf,
+    "dkd": DKDConf,
+    "dist": DISTConf,
+    "fitnet": FitNetConf,
+    "at": ATConf,
+    "rkd": RKDConf,
+}
+
+
+@dataclass
 class SoftLabelConf:
     """views=0 labels the clean images; V >= 1 labels V stored augmented views of each image."""
 
@@ -109,7 +178,7 @@ class Config:
     teacher: TeacherConf = MISSING
     student: StudentConf = MISSING
     data: Any = MISSING  # typed by its source's schema (DATA_SCHEMAS)
-    loss: Any = MISSING  # typed by each method's own schema (kdrun/losses/registry.py)
+    loss: Any = MISSING  # typed by each method's own schema (LOSS_SCHEMAS)
     device: DeviceConf = MISSING
     soft_labels: SoftLabelConf = field(default_factory=SoftLabelConf)
     ways: int = 10  # N: classes per few-shot task (all ten when 10)
@@ -124,15 +193,19 @@ class Config:
     eval_batch_size: int = 200  # CPU inference ~35% faster than 1000: activations stay in cache
 
 
-def register_configs() -> None:
-    """Make the schema available to the primary config's defaults list."""
-    from kdrun.losses.registry import store_loss_schemas
+def schema_name(group: str, option: str) -> str:
+    """What conf/<group>/<option>.yaml extends: a config at the top of the store, not in a
+    group, so that `kdrun --help` lists only groups a user picks from."""
+    return f"kdrun_schema_{group}_{option}"
 
+
+def register_configs() -> None:
+    """Make the schemas available to the config's defaults lists (no torch imported)."""
     store = ConfigStore.instance()
     store.store(name="kdrun_schema", node=Config)
-    for name, schema in DATA_SCHEMAS.items():
-        store.store(group="schema/data", name=name, node=schema)
-    store_loss_schemas(store)
+    for group, schemas in (("data", DATA_SCHEMAS), ("loss", LOSS_SCHEMAS)):
+        for option, schema in schemas.items():
+            store.store(name=schema_name(group, option), node=schema)
 
 
 def config_digest(cfg: DictConfig) -> str:

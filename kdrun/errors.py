@@ -7,6 +7,11 @@ class ConfigError(ValueError):
     """A bad setting, reported to the user as one sentence before any work starts."""
 
 
+class RefusedStart(ConfigError):
+    """A ConfigError met before any stage ran (preflight, reading or downloading the data): the
+    run produced nothing, so it leaves nothing behind (kdrun.output_dir.discard_refused_run)."""
+
+
 class DivergedError(RuntimeError):
     """Training produced a non-finite loss or weight: the run's numbers would be meaningless.
 

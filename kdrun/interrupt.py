@@ -39,16 +39,21 @@ STAGE_MODULES = {
     "kdrun.teacher_features": "teacher features",
     "kdrun.student": "student training",
 }
+EPISODE_LOOP = ("kdrun.pipeline", "_run_episode")  # its local `e` is the episode number
 
 
 def stage_of(tb: TracebackType | None) -> str | None:
-    """The stage the traceback `tb` was in, or None outside every stage. The most specific
-    frame wins: `fit`, then a stage module, then data loading (which stages also call)."""
+    """The stage the traceback `tb` was in, and its episode, or None outside every stage. The
+    most specific frame wins: `fit`, then a stage module, then data loading (which stages also
+    call)."""
     found: dict[int, str] = {}  # rank (0: most specific) → the innermost stage of that rank
+    episode = None
     while tb is not None:
         frame = tb.tb_frame
         stage = frame.f_locals.get("stage") if frame.f_code.co_name == "fit" else None
         module = frame.f_globals.get("__name__", "")
+        if module == EPISODE_LOOP[0] and frame.f_code.co_name == EPISODE_LOOP[1]:
+            episode = frame.f_locals.get("e")
         if isinstance(stage, str):
             found[0] = f"{stage} training"
         elif module in STAGE_MODULES:
@@ -56,7 +61,9 @@ def stage_of(tb: TracebackType | None) -> str | None:
         elif module.startswith("kdrun.data"):
             found[2] = "data loading"
         tb = tb.tb_next
-    return found[min(found)] if found else None
+    if not found:
+        return f"episode {episode}" if isinstance(episode, int) else None
+    return found[min(found)] + (f" of episode {episode}" if isinstance(episode, int) else "")
 
 
 def report_interrupt(exc: KeyboardInterrupt) -> int:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
-from kdrun.storage import StorageError, ensure_writable_dir
+from kdrun.storage import DIRS_MADE, StorageError, ensure_writable_dir, remove_empty_dirs
 
 try:
     import fcntl
@@ -17,6 +17,9 @@ except ImportError:  # Windows: no flock; runs there are not guarded
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".kdrun.lock"  # holds the pid of the run using the directory
+# What a run directory holds before the run does any work: Hydra's record of the config, the
+# log and the lock. A refused run's directory holding anything else is left alone.
+START_FILES = {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "kdrun.log"}
 
 
 def _refuse(message: str) -> None:
@@ -27,6 +30,7 @@ def _refuse(message: str) -> None:
 
 
 def check_output_dir(path: str, key: str) -> None:
+    DIRS_MADE.clear()  # a run (or sweep) starts here: what is made from now on is its own
     try:
         ensure_writable_dir(Path(path).absolute(), key)
     except StorageError as exc:
@@ -55,3 +59,20 @@ def claim(directory: Path, key: str) -> BinaryIO | None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return os.fdopen(fd, "r+b")
+
+
+def discard_refused_run(out_dir: Path) -> bool:
+    """Remove the run directory of a run refused before any work (a bad setting, data that
+    cannot be read or downloaded), if this process created it and it holds only START_FILES;
+    then every other directory this process created that is left empty (the date directory,
+    an empty cache_dir). Returns whether the run directory went."""
+    out_dir = out_dir.absolute()
+    if out_dir not in DIRS_MADE:
+        return False  # a directory the user gave (hydra.run.dir=...) that existed before
+    files = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if not p.is_dir()}
+    if not files <= START_FILES | {LOCK_NAME}:
+        return False
+    for name in sorted(files, key=lambda name: name == LOCK_NAME):  # the lock goes last
+        (out_dir / name).unlink(missing_ok=True)
+    remove_empty_dirs([out_dir / ".hydra", *DIRS_MADE])
+    return not out_dir.exists()

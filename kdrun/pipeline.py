@@ -22,6 +22,7 @@ from kdrun.data import ImageDataset, get_source
 from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import episode_seed, resolve_pool, sample_episode
 from kdrun.episode_inputs import EpisodeInputs, RunInputs
+from kdrun.errors import ConfigError, RefusedStart
 from kdrun.evaluation import accuracy_on_test_split, evaluate_teacher, report_on_test_split
 from kdrun.losses import Distiller, build_loss
 from kdrun.preflight import check_counts, preflight
@@ -228,14 +229,16 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Run `episodes` draws; writes history.csv, episode-0 weights and, last, metrics.json."""
     t0 = time.perf_counter()
     remove_stale_temps(out_dir, ".*.tmp")  # a killed run's half-written files; never read
-    checked = preflight(cfg)
-    runtime = checked.runtime
-    log.info("device: %s", runtime.describe())
-    cache = ArtifactCache(Path(to_absolute_path(cfg.cache_dir)))
     timing: dict[str, float] = {}
-
-    start = time.perf_counter()
-    dataset, pool = _load_data(cfg, cache)
+    try:
+        checked = preflight(cfg)
+        runtime = checked.runtime
+        log.info("device: %s", runtime.describe())
+        cache = ArtifactCache(Path(to_absolute_path(cfg.cache_dir)))
+        start = time.perf_counter()
+        dataset, pool = _load_data(cfg, cache)
+    except ConfigError as exc:
+        raise RefusedStart(str(exc)) from exc
     normalize = Normalize(dataset.train.images, runtime.device)
     timing["data"] = time.perf_counter() - start
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -74,12 +75,38 @@ def run_dir_key(path: Path | str) -> str:
     return "hydra.sweep.dir" if hydra.mode == RunMode.MULTIRUN else "hydra.run.dir"
 
 
+# Directories this process created (make_dirs), in order: a run refused before any work
+# removes those it left empty (kdrun.output_dir.discard_refused_run), and nothing else.
+DIRS_MADE: list[Path] = []
+
+
+def missing_dirs(path: Path) -> list[Path]:
+    """`path` and those of its ancestors that do not exist yet, outermost first."""
+    missing = []
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing[::-1]
+
+
+def remove_empty_dirs(dirs: list[Path]) -> None:
+    """rmdir each of `dirs` that is empty, innermost first; never deletes a file."""
+    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+        try:
+            d.rmdir()
+        except OSError:  # not empty (or gone): it holds something, so it stays
+            continue
+
+
 def make_dirs(path: Path, hint: str = "") -> None:
     """mkdir -p, turning a failure into a StorageError naming the directory."""
+    missing = missing_dirs(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise storage_error(path, exc, hint) from exc
+    DIRS_MADE.extend(d for d in missing if d.is_dir())
 
 
 class _Guarded:
@@ -107,10 +134,9 @@ def staged_file(path: Path, hint: str = "") -> Iterator[tuple[BinaryIO, Path]]:
     The caller renames it into place (see `atomic_write`); `hint` names the setting to change."""
     make_dirs(path.parent, hint)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _create_temp(path)
     except OSError as exc:
         raise storage_error(path, exc, hint) from exc
-    tmp = Path(name)
     guarded = None
     try:
         with os.fdopen(fd, "wb") as f:
@@ -129,6 +155,23 @@ def staged_file(path: Path, hint: str = "") -> Iterator[tuple[BinaryIO, Path]]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+TEMP_NAME_TRIES = 100
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new file `.<name>.<random>.tmp` beside `path`, created like mkstemp (O_EXCL) but with
+    mode 0666 minus the umask (0644 under 022), as `open` would: mkstemp's 0600 survives the
+    rename and would hide outputs and a shared cache from every other user."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(TEMP_NAME_TRIES):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(path.parent))
 
 
 def commit(tmp: Path, path: Path, hint: str = "") -> None:

@@ -45,6 +45,11 @@ TINY = ["data=folder", "ways=2", "shots=2", "pool=0", "soft_labels.views=0", "st
 WORK_STARTED = ("decoding ", "] data: ", " step ")  # log lines of the stages after preflight
 
 
+def _assert_absent(path: Path) -> None:
+    """A failed download leaves none of the directories it created (e.g. data/cifar10/)."""
+    assert not path.exists(), sorted(path.rglob("*"))
+
+
 @dataclass
 class Outcome:
     rc: int
@@ -279,8 +284,22 @@ ROWS = [
     Row("cache_dir", ["cache_dir="], 2, "cache_dir is empty"),
     Row("cache_dir", ["cache_dir={file}/cache"], 2, "a part of the path is a file"),
     Row("eval_batch_size", ["eval_batch_size=0"], 2, "eval_batch_size=0"),
-    Row("<unknown key>", ["foo=1"], 1, "Key 'foo' not in 'Config'"),
-    Row("<unknown key>", ["teacher.bogus=1"], 1, "Key 'bogus' not in 'TeacherConf'"),
+    Row("<unknown key>", ["foo=1"], 2, "foo=1: foo is not a kdrun config key; no key is close"),
+    Row("<unknown key>", ["teacher.bogus=1"], 2, "teacher.bogus is not a kdrun config key"),
+    Row("<unknown key>", ["studnet.steps=10"], 2, "did you mean student.steps=10?", console="fast"),
+    Row("<unknown key>", ["studnet=cnn_small"], 2, "did you mean student=cnn_small?"),
+    Row(
+        "<unknown key>",
+        ["data=cifar10", "data.num_classes=5"],
+        2,
+        "data.num_classes is a key of data=synthetic only, not of data=cifar10",
+    ),
+    Row(  # every job of a sweep must have the key; no job starts otherwise
+        "<unknown key>",
+        ["-m", "loss=dkd,kd", "loss.beta=1"],
+        2,
+        "loss.beta is a key of loss=dkd or loss=dist or loss=at only, not of loss=kd",
+    ),
     Row("<unknown key>", ["+foo=1"], 2, "foo is not a kdrun config key", console="slow"),
     Row("<unknown key>", ["+data.augment.rotate=15"], 2, "data.augment.rotate is not a kdrun"),
     Row("experiment", ["experiment=nope"], 1, "Could not find 'experiment/nope'"),
@@ -351,7 +370,12 @@ ROWS = [
     Row("loss.temperature", ["loss.temperature=inf"], 2, "loss.temperature=inf is invalid"),
     Row("loss.ce_weight", ["loss=dkd", "loss.ce_weight=-1"], 2, "loss.ce_weight=-1.0 is invalid"),
     Row("loss.beta", ["loss=dkd", "loss.beta=-1"], 2, "loss.beta=-1.0 is invalid for loss=dkd"),
-    Row("loss.beta", ["loss=kd", "loss.beta=1"], 1, "Key 'beta' not in 'KDConf'"),
+    Row(
+        "loss.beta",
+        ["loss=kd", "loss.beta=1"],
+        2,
+        "loss.beta is a key of loss=dkd or loss=dist or loss=at only, not of loss=kd",
+    ),
     Row("loss.gamma", ["loss=dist", "loss.gamma=-2"], 2, "loss.gamma=-2.0 is invalid"),
     Row("loss.warmup", ["loss=dkd", "loss.warmup=2"], 2, "loss.warmup=2.0 is invalid"),
     Row(
@@ -437,6 +461,16 @@ ROWS = [
         ["data=cifar10", "data.root={missing}", "data.download=false"],
         2,
         "holds no CIFAR-10",
+    ),
+    Row(
+        "CIFAR-10 download fails",
+        ["data=cifar10", "data.root={missing}/data/cifar10"],
+        2,
+        "with no network, point data.root at an existing copy and set data.download=false "
+        "(from the Makefile: make run DATA_ROOT=/path/to/cifar10).",
+        # A proxy on a closed port: the download fails at once, with or without a network.
+        env={"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"},
+        check=lambda outcome, paths: _assert_absent(paths["missing"]),
     ),
     Row("tree empty", ["data=folder", "data.root={empty}"], 2, "has 0 class folder(s)"),
     Row(
@@ -648,6 +682,8 @@ def test_bad_input_row(row: Row, paths, tmp_path, monkeypatch):
         assert (outcome.run_dir / "metrics.json").exists()
         return
     assert not list(tmp_path.rglob("metrics.json"))
+    if not row.hold_run_dir:  # a refused start leaves no run directory behind
+        assert not outcome.run_dir.exists(), sorted(outcome.run_dir.rglob("*"))
     if row.rc == 2:  # kdrun's own error: one line, after nothing but the checks
         (error,) = [line for line in outcome.err.splitlines() if "[ERROR]" in line]
         assert row.needle in error

@@ -17,14 +17,16 @@ import pytest
 from tests.conftest import SMOKE_FAST
 from tests.test_cli import KDRUN, kdrun
 
+LONG_STUDENT = ["experiment=smoke", "teacher.epochs=2", "student.steps=3000"]
 
-def _interrupted_run(tmp_path: Path, sig: signal.Signals) -> tuple[int, str, Path]:
-    """Start a long smoke run, send `sig` once the teacher has logged its first tenth of steps."""
-    run_dir = tmp_path / "run"
+
+def _interrupted_run(tmp_path: Path, sig: signal.Signals) -> tuple[int, str, str]:
+    """Start a smoke run with a long student budget, send `sig` once the student trains;
+    returns the exit status, stderr up to the signal and after it."""
     env = {**os.environ, "KDRUN_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("HYDRA_FULL_ERROR", None)
     proc = subprocess.Popen(
-        [KDRUN, "experiment=smoke", "teacher.epochs=60", f"hydra.run.dir={run_dir}"],
+        [KDRUN, *LONG_STUDENT, f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -38,34 +40,41 @@ def _interrupted_run(tmp_path: Path, sig: signal.Signals) -> tuple[int, str, Pat
     try:
         for line in proc.stderr:
             seen.append(line)
-            if "teacher step " in line:  # inside the loop, not while it is being set up
+            if re.search(r"\bstudent\b", line):  # its first progress line: inside the loop
                 break
         else:
-            pytest.fail("teacher training never started:\n" + "".join(seen))
+            pytest.fail("student training never started:\n" + "".join(seen))
         proc.send_signal(sig)
         _, rest = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return proc.returncode, rest, run_dir
+    return proc.returncode, "".join(seen), rest
 
 
 @pytest.mark.slow  # an end-to-end process test: minutes on a loaded 2-core machine
 @pytest.mark.parametrize(
     "sig,rc,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
 )
-def test_a_signal_during_training_ends_in_one_line(tmp_path, sig, rc, word):
-    code, after, run_dir = _interrupted_run(tmp_path, sig)
+def test_a_signal_during_training_ends_in_one_line_and_a_rerun_resumes(tmp_path, sig, rc, word):
+    code, before, after = _interrupted_run(tmp_path, sig)
+    run_dir = tmp_path / "run"
     assert code == rc, after[-3000:]
     assert "Traceback" not in after, after[-3000:]
     lines = [line for line in after.splitlines() if line.strip()]
     assert len(lines) == 1, after[-3000:]
-    # Sent after a step line, so it lands in the training loop (or in the stage around it).
-    assert re.search(f"{word}.* during (teacher training|the teacher stage): ", lines[0])
+    # Sent after an epoch line, so it lands in the training loop (or in the stage around it).
+    assert re.search(f"{word}.* during student training of episode 0: ", lines[0]), lines[0]
     assert "finished stages are cached; re-run the same command to resume" in lines[0]
     assert "finished stages are cached" in (run_dir / "kdrun.log").read_text()
     assert not (run_dir / "metrics.json").exists()
+    assert "teacher: cache hit" not in before
+
+    # The same command again: the teacher and the soft labels come from the cache.
+    code, before, after = _interrupted_run(tmp_path, signal.SIGTERM)
+    assert code == 143, after[-3000:]
+    assert "teacher: cache hit" in before and "soft labels: cache hit" in before, before
 
 
 def test_a_yaml_error_in_a_selected_experiment_names_file_and_line(tmp_path):

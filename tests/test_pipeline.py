@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 
 import torch
 
@@ -30,6 +32,10 @@ def test_run_writes_metrics_history_and_weights(compose_cfg, tmp_path):
     assert {r["stage"] for r in rows} == {"teacher", "student", "baseline"}
     state = torch.load(out / "student.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for path in [*out.iterdir(), *(tmp_path / "cache").rglob("*.pt*")]:  # readable by others
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
 
 
 def test_second_run_trains_no_teacher_and_computes_no_soft_labels(

@@ -14,6 +14,7 @@ from kdrun.data.folder import describe_tree, load_tree, resolve_root
 from kdrun.data.folder_scan import is_tree
 from kdrun.data.registry import ImageDataset, ImageSplit, SourceInfo, register_source
 from kdrun.errors import ConfigError
+from kdrun.storage import missing_dirs, remove_empty_dirs
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ CLASSES = [
 ]
 TRAIN_PER_CLASS = 5000
 BATCHES_DIR = "cifar-10-batches-py"
+# `make run` passes DATA_ROOT as data.root with data.download=false (Makefile, README).
+MAKE_HINT = "make run DATA_ROOT=/path/to/cifar10"
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -60,7 +63,7 @@ class Cifar10Source:
             raise ConfigError(
                 f"data.root={root} holds no CIFAR-10 (neither {BATCHES_DIR}/ nor train/<class>/ "
                 "images) and data.download=false; set data.download=true or point data.root at "
-                "a copy."
+                f"a copy (from the Makefile: {MAKE_HINT})."
             )
         return SourceInfo(classes=list(CLASSES), train_counts=[TRAIN_PER_CLASS] * len(CLASSES))
 
@@ -70,13 +73,16 @@ class Cifar10Source:
             return load_tree(root, cfg.image_size, cache, "cifar10")
         if not (root / BATCHES_DIR).is_dir():
             log.info("downloading CIFAR-10 to %s", root)
+        made = missing_dirs(root)  # torchvision creates data.root before it downloads
         try:
             train = _torchvision_split(root, True, cfg.download, cfg.image_size)
             test = _torchvision_split(root, False, cfg.download, cfg.image_size)
         except (OSError, RuntimeError) as exc:
+            remove_empty_dirs(made)  # a failed download leaves no empty data/cifar10/
             raise ConfigError(
                 f"could not read or download CIFAR-10 at data.root={root} ({exc}); with no "
-                "network, point data.root at an existing copy and set data.download=false."
+                "network, point data.root at an existing copy and set data.download=false "
+                f"(from the Makefile: {MAKE_HINT})."
             ) from exc
         identity = digest({"source": "cifar10-torchvision", "size": cfg.image_size, "v": 1})
         return ImageDataset(train=train, test=test, classes=list(CLASSES), identity=identity)

@@ -9,8 +9,6 @@ numbers differ.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,16 +17,7 @@ from kdrun.errors import ConfigError
 from kdrun.losses.base import Distiller, teacher_feature
 from kdrun.losses.checks import ABOVE_ZERO, AT_LEAST_ZERO
 from kdrun.losses.features import pool_to, probe_features, resolve_layers
-from kdrun.losses.registry import LossSchema, register_loss
-
-
-@dataclass
-class ATConf(LossSchema):
-    ce_weight: float = 1.0
-    beta: float = 1000.0
-    p: float = 2.0
-    student_layers: str = "auto"  # the model's "attention" stages, or comma-separated names
-    teacher_layers: str = "auto"
+from kdrun.losses.registry import register_loss
 
 
 def attention_map(feature: torch.Tensor, p: float, size: int) -> torch.Tensor:
@@ -37,7 +26,7 @@ def attention_map(feature: torch.Tensor, p: float, size: int) -> torch.Tensor:
     return F.normalize(f.abs().pow(p).mean(1).flatten(1), dim=1)
 
 
-@register_loss("at", ATConf)
+@register_loss("at")
 class AttentionTransfer(Distiller):
     uses_features = True
     ranges = {"ce_weight": AT_LEAST_ZERO, "beta": AT_LEAST_ZERO, "p": ABOVE_ZERO}

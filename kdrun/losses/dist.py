@@ -5,22 +5,12 @@ across the batch (intra-class), on softmax(z/T), each ·T². Logits only, so it 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
 from kdrun.losses.base import Distiller
 from kdrun.losses.checks import ABOVE_ZERO, AT_LEAST_ZERO
-from kdrun.losses.registry import LossSchema, register_loss
-
-
-@dataclass
-class DISTConf(LossSchema):
-    ce_weight: float = 1.0
-    beta: float = 1.0  # inter-class relation
-    gamma: float = 1.0  # intra-class relation
-    temperature: float = 4.0
+from kdrun.losses.registry import register_loss
 
 
 def pearson_rows(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -41,7 +31,7 @@ def dist_terms(
     return inter * temperature**2, intra * temperature**2
 
 
-@register_loss("dist", DISTConf)
+@register_loss("dist")
 class DIST(Distiller):
     ranges = {
         "ce_weight": AT_LEAST_ZERO,

@@ -8,23 +8,12 @@ the pool's true labels are never shown to the student.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
 from kdrun.losses.base import Distiller
 from kdrun.losses.checks import ABOVE_ZERO, AT_LEAST_ZERO, ZERO_TO_ONE
-from kdrun.losses.registry import LossSchema, register_loss
-
-
-@dataclass
-class DKDConf(LossSchema):
-    ce_weight: float = 1.0
-    alpha: float = 1.0
-    beta: float = 8.0
-    temperature: float = 4.0
-    warmup: float = 0.0833  # the KD weight ramps up over the first ~20/240 (the paper's epochs)
+from kdrun.losses.registry import register_loss
 
 
 def _binary_kl(p_t: torch.Tensor, p_s: torch.Tensor) -> torch.Tensor:
@@ -55,7 +44,7 @@ def dkd_terms(
     return tckd, nckd
 
 
-@register_loss("dkd", DKDConf)
+@register_loss("dkd")
 class DecoupledKD(Distiller):
     ranges = {
         "ce_weight": AT_LEAST_ZERO,

@@ -8,8 +8,6 @@ to the smaller one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,15 +16,7 @@ from kdrun.errors import ConfigError
 from kdrun.losses.base import Distiller, teacher_feature
 from kdrun.losses.checks import AT_LEAST_ZERO
 from kdrun.losses.features import pool_to, probe_features, resolve_layers
-from kdrun.losses.registry import LossSchema, register_loss
-
-
-@dataclass
-class FitNetConf(LossSchema):
-    ce_weight: float = 1.0
-    feature_weight: float = 100.0
-    student_layer: str = "auto"  # the model's "hint" layer, or a module name
-    teacher_layer: str = "auto"
+from kdrun.losses.registry import register_loss
 
 
 def regressor(in_shape: torch.Size, out_channels: int) -> nn.Module:
@@ -40,7 +30,7 @@ def regressor(in_shape: torch.Size, out_channels: int) -> nn.Module:
     return nn.Linear(in_shape[1], out_channels)
 
 
-@register_loss("fitnet", FitNetConf)
+@register_loss("fitnet")
 class FitNet(Distiller):
     uses_features = True
     ranges = {"ce_weight": AT_LEAST_ZERO, "feature_weight": AT_LEAST_ZERO}

@@ -6,20 +6,12 @@ same thing at every T. Temperature is applied here, at loss time, so cached logi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
 from kdrun.losses.base import Distiller
 from kdrun.losses.checks import ABOVE_ZERO, ZERO_TO_ONE
-from kdrun.losses.registry import LossSchema, register_loss
-
-
-@dataclass
-class KDConf(LossSchema):
-    alpha: float = 0.9
-    temperature: float = 4.0
+from kdrun.losses.registry import register_loss
 
 
 def kd_divergence(
@@ -32,7 +24,7 @@ def kd_divergence(
     return kl * temperature**2
 
 
-@register_loss("kd", KDConf)
+@register_loss("kd")
 class HintonKD(Distiller):
     ranges = {"alpha": ZERO_TO_ONE, "temperature": ABOVE_ZERO}
 

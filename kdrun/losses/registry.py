@@ -1,33 +1,27 @@
-"""Loss registry: each method is one small file with a parameter schema and a `Distiller`."""
+"""Loss registry: each method is one small file with a `Distiller`; its `loss.*` keys are its
+schema in kdrun.config.LOSS_SCHEMAS (torch-free, so composing a config imports no torch)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from kdrun.config import LOSS_SCHEMAS
 from kdrun.losses.base import Distiller
-
-
-@dataclass
-class LossSchema:
-    """Fields every method has; a method's schema subclasses it with its own parameters."""
-
-    name: str = MISSING
-
 
 LOSSES: dict[str, type[Distiller]] = {}
 
 
-def register_loss(name: str, schema: type = LossSchema) -> Callable[[type], type]:
-    """Register a Distiller class under `name`, with the dataclass that types `loss.*`."""
+def register_loss(name: str) -> Callable[[type], type]:
+    """Register a Distiller class under `name`; LOSS_SCHEMAS[name] types its `loss.*` keys."""
 
     def wrap(cls: type[Distiller]) -> type[Distiller]:
         if name in LOSSES:
             raise ValueError(f"loss {name!r} is registered twice")
-        cls.name, cls.schema = name, schema
+        if name not in LOSS_SCHEMAS:
+            raise ValueError(f"loss {name!r} has no parameter schema in kdrun.config.LOSS_SCHEMAS")
+        cls.name, cls.schema = name, LOSS_SCHEMAS[name]
         LOSSES[name] = cls
         return cls
 
@@ -42,9 +36,3 @@ def loss_params(cfg: DictConfig) -> DictConfig:
 def build_loss(cfg: DictConfig, label_smoothing: float = 0.0) -> Distiller:
     """Instantiate the method named by `cfg.name`; label smoothing applies to its CE term."""
     return LOSSES[cfg.name](loss_params(cfg), label_smoothing)
-
-
-def store_loss_schemas(store: ConfigStore) -> None:
-    """`conf/loss/<name>.yaml` extends `/schema/loss/<name>`: Hydra type-checks every loss key."""
-    for name, cls in LOSSES.items():
-        store.store(group="schema/loss", name=name, node=cls.schema)

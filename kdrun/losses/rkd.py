@@ -6,8 +6,6 @@ Relations need no projection, so student and teacher widths may differ.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,16 +13,7 @@ from torch import nn
 from kdrun.losses.base import Distiller, teacher_feature
 from kdrun.losses.checks import AT_LEAST_ZERO
 from kdrun.losses.features import flat, resolve_layers
-from kdrun.losses.registry import LossSchema, register_loss
-
-
-@dataclass
-class RKDConf(LossSchema):
-    ce_weight: float = 1.0
-    distance_weight: float = 25.0
-    angle_weight: float = 50.0
-    student_layer: str = "auto"  # the model's "embedding" layer, or a module name
-    teacher_layer: str = "auto"
+from kdrun.losses.registry import register_loss
 
 
 def normalised_distances(e: torch.Tensor) -> torch.Tensor:
@@ -48,7 +37,7 @@ def rkd_terms(student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tenso
     return distance, angle
 
 
-@register_loss("rkd", RKDConf)
+@register_loss("rkd")
 class RelationalKD(Distiller):
     uses_features = True
     ranges = {
