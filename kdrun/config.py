@@ -105,12 +105,37 @@ class DeviceConf:
 
 
 @dataclass
+class LoggerConf:
+    """logger=none: metrics.json, history.csv and the summaries are all a run writes."""
+
+    name: str = MISSING
+
+
+@dataclass
+class TensorBoardConf(LoggerConf):
+    # None: <run dir>/tensorboard, or <sweep dir>/tensorboard/<job> so a sweep is one log dir
+    log_dir: str | None = None
+
+
+@dataclass
+class MLflowConf(LoggerConf):
+    # A local SQLite store unless MLFLOW_TRACKING_URI or this key names another (a server URL)
+    tracking_uri: str = "${oc.env:MLFLOW_TRACKING_URI,sqlite:///outputs/mlflow.db}"
+    # None: "kdrun" for single runs; a multirun's own sweep dir, so each sweep is one experiment
+    experiment_name: str | None = None
+
+
+LOGGER_SCHEMAS = {"none": LoggerConf, "tensorboard": TensorBoardConf, "mlflow": MLflowConf}
+
+
+@dataclass
 class Config:
     teacher: TeacherConf = MISSING
     student: StudentConf = MISSING
     data: Any = MISSING  # typed by its source's schema (DATA_SCHEMAS)
     loss: Any = MISSING  # typed by each method's own schema (kdrun/losses/registry.py)
     device: DeviceConf = MISSING
+    logger: Any = MISSING  # typed by its option's schema (LOGGER_SCHEMAS)
     soft_labels: SoftLabelConf = field(default_factory=SoftLabelConf)
     ways: int = 10  # N: classes per few-shot task (all ten when 10)
     shots: int = 5  # K: labelled training images per class for the student
@@ -132,6 +157,8 @@ def register_configs() -> None:
     store.store(name="kdrun_schema", node=Config)
     for name, schema in DATA_SCHEMAS.items():
         store.store(group="schema/data", name=name, node=schema)
+    for name, schema in LOGGER_SCHEMAS.items():
+        store.store(group="schema/logger", name=name, node=schema)
     store_loss_schemas(store)
 
 
