@@ -63,7 +63,7 @@ def tensorboard_run(tmp_path_factory):
     out, record, rows = smoke_run(tmp_path_factory.mktemp("tb"), "logger=tensorboard")
     events = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0})
     events.Reload()
-    return events, record, rows
+    return events, record, rows, out
 
 
 def scalars(events, tag: str) -> list[tuple[int, float]]:
@@ -71,7 +71,7 @@ def scalars(events, tag: str) -> list[tuple[int, float]]:
 
 
 def test_tensorboard_scalars_are_the_runs_numbers(tensorboard_run):
-    events, record, rows = tensorboard_run
+    events, record, rows, _ = tensorboard_run
     for model in ("teacher", "baseline", "student"):
         [(_, acc)] = scalars(events, f"final/{model}_test_acc")
         assert acc == pytest.approx(record[model]["test_acc"], rel=1e-6)
@@ -95,10 +95,8 @@ def test_tensorboard_scalars_are_the_runs_numbers(tensorboard_run):
 def test_tensorboard_hparams_hold_the_config_and_final_metrics(tensorboard_run):
     from tensorboard.plugins.hparams import api_pb2, metadata
 
-    events, record, _ = tensorboard_run
+    events, record, _, _ = tensorboard_run
     content = events.PluginTagToContent(metadata.PLUGIN_NAME)
-    experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
-    assert "final/student_test_acc" in {m.name.tag for m in experiment.metric_infos}
     start = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
     hparams = {k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
     config = flatten(record["config"])
@@ -109,6 +107,29 @@ def test_tensorboard_hparams_hold_the_config_and_final_metrics(tensorboard_run):
     assert set(hparams) == set(config)
     end = metadata.parse_session_end_info_plugin_data(content[metadata.SESSION_END_INFO_TAG])
     assert end.status == api_pb2.STATUS_SUCCESS
+    assert "final/student_test_acc" in events.Tags()["scalars"]  # the session's metric
+
+
+def test_a_tensorboard_sweep_summary_names_the_hparams_columns(tensorboard_run, tmp_path):
+    """The sweep's experiment: columns are the keys that differ plus CORE, then final/*."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    from kdrun.loggers.tensorboard import CORE, TensorBoardLogger
+
+    _, record, _, out = tensorboard_run  # a one-job "sweep": out's parent holds out/metrics.json
+    cfg = compose_config(["logger=tensorboard", f"logger.log_dir={tmp_path}"]).logger
+    table = tmp_path / "summary.md"
+    table.write_text("| overrides |\n|---|\n| shots=5 |\n")
+    TensorBoardLogger.sweep_summary(cfg, out.parent, [table])
+    events = EventAccumulator(str(tmp_path / out.parent.name / "summary"))
+    events.Reload()
+    content = events.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.EXPERIMENT_TAG]
+    experiment = metadata.parse_experiment_plugin_data(content)
+    assert {h.name for h in experiment.hparam_infos} == set(CORE)  # nothing differs in one job
+    tags = [m.name.tag for m in experiment.metric_infos]
+    assert tags[:3] == ["final/student_test_acc", "final/baseline_test_acc", "final/kd_gain"]
+    assert set(tags) <= set(tensorboard_run[0].Tags()["scalars"])
 
 
 # --- MLflow ------------------------------------------------------------------------------------
@@ -295,6 +316,9 @@ def test_a_tensorboard_sweep_is_one_log_dir_with_an_hparams_session_per_job(tmp_
     logs.Reload()
     assert set(logs.Runs()) == {"0", "1", "summary"}
     assert logs.Runs()["summary"]["tensors"] == ["sweep/summary/text_summary"]  # its table
+    summary = logs.PluginRunToTagToContent(metadata.PLUGIN_NAME)["summary"]
+    experiment = metadata.parse_experiment_plugin_data(summary[metadata.EXPERIMENT_TAG])
+    assert [h.name for h in experiment.hparam_infos if h.differs] == ["shots"]
     for job, record in job_records(tmp_path / "sweep").items():
         content = logs.PluginRunToTagToContent(metadata.PLUGIN_NAME)[str(job)]
         start = metadata.parse_session_start_info_plugin_data(

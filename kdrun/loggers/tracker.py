@@ -23,10 +23,16 @@ SERIES = ("loss", "train_acc", "lr", "test_acc")  # history.csv's per-step colum
 
 
 def final_metrics(record: dict) -> dict[str, float]:
-    """The run's headline numbers under the tags the trackers share (TensorBoard's HParams)."""
-    out = {f"final/{m}_{k}": record[m][k] for m in MODELS for k in ("test_acc", "macro_f1")}
+    """The run's headline numbers under the tags the trackers share, most read first (the
+    order of TensorBoard's HParams columns)."""
+    out = {f"final/{m}_test_acc": record[m]["test_acc"] for m in ("student", "baseline")}
+    out |= {
+        "final/kd_gain": record["kd_gain"],
+        "final/teacher_test_acc": record["teacher"]["test_acc"],
+    }
     out |= {f"final/{m}_test_acc_ci95": record[m]["test_acc_ci95"] for m in MODELS}
-    out |= {"final/kd_gain": record["kd_gain"], "final/kd_gain_ci95": record["kd_gain_ci95"]}
+    out["final/kd_gain_ci95"] = record["kd_gain_ci95"]
+    out |= {f"final/{m}_macro_f1": record[m]["macro_f1"] for m in MODELS}
     out["final/seconds"] = record["timing"]["total"]
     return out
 
