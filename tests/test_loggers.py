@@ -205,7 +205,8 @@ def test_a_sweep_job_logs_into_the_sweeps_group(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("option", "module"), [("mlflow", "mlflow"), ("tensorboard", "torch.utils.tensorboard")]
+    ("option", "module"),
+    [("mlflow", "mlflow"), ("mlflow", "sqlalchemy"), ("tensorboard", "torch.utils.tensorboard")],
 )
 def test_a_missing_library_is_refused_in_one_line_naming_the_extra(
     option, module, tmp_path, monkeypatch
@@ -215,7 +216,7 @@ def test_a_missing_library_is_refused_in_one_line_naming_the_extra(
     with pytest.raises(ConfigError) as exc:
         run(cfg, tmp_path / "run")
     assert str(exc.value) == (
-        f"logger={option} needs the {module} package, which is not installed: "
+        f"logger={option} needs the {option} package, which is not installed: "
         f"pip install 'kdrun[{option}]'"
     )
     assert not (tmp_path / "cache").exists()  # refused before any data was decoded

@@ -85,7 +85,9 @@ def _experiment_id(client: MlflowClient, name: str, location: str | None) -> str
         return client.get_experiment_by_name(name).experiment_id
 
 
-@register_logger("mlflow", module="mlflow", extra="mlflow")
+@register_logger(
+    "mlflow", package="mlflow", modules=("mlflow", "sqlalchemy", "alembic"), extra="mlflow"
+)
 class MLflowLogger(RunLogger):
     client = None
     run_id: str | None = None

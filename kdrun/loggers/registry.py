@@ -14,18 +14,21 @@ from kdrun.loggers.base import RunLogger
 @dataclass(frozen=True)
 class LoggerEntry:
     cls: type[RunLogger]
-    module: str  # what `import` must find
+    package: str  # the library, as a user knows it
+    modules: tuple[str, ...]  # what `import` must find
     extra: str  # pip install 'kdrun[<extra>]'
 
 
 LOGGERS: dict[str, LoggerEntry] = {}
 
 
-def register_logger(name: str, module: str, extra: str) -> Callable[[type], type]:
+def register_logger(
+    name: str, package: str, modules: tuple[str, ...], extra: str
+) -> Callable[[type], type]:
     def wrap(cls: type[RunLogger]) -> type[RunLogger]:
         if name in LOGGERS:
             raise ValueError(f"logger {name!r} is registered twice")
-        LOGGERS[name] = LoggerEntry(cls, module, extra)
+        LOGGERS[name] = LoggerEntry(cls, package, modules, extra)
         return cls
 
     return wrap
@@ -43,9 +46,10 @@ def check_logger(name: str) -> None:
         raise ConfigError(f"logger={name} is unknown; choose one of: {', '.join(logger_names())}.")
     entry = LOGGERS[name]
     try:
-        importlib.import_module(entry.module)
+        for module in entry.modules:
+            importlib.import_module(module)
     except ImportError:
         raise ConfigError(
-            f"logger={name} needs the {entry.module} package, which is not installed: "
+            f"logger={name} needs the {entry.package} package, which is not installed: "
             f"pip install 'kdrun[{entry.extra}]'"
         ) from None

@@ -63,7 +63,9 @@ def experiment_summary(records: list[dict]) -> object:
     return Summary(value=[Summary.Value(tag=metadata.EXPERIMENT_TAG, metadata=data)])
 
 
-@register_logger("tensorboard", module="torch.utils.tensorboard", extra="tensorboard")
+@register_logger(
+    "tensorboard", package="tensorboard", modules=("torch.utils.tensorboard",), extra="tensorboard"
+)
 class TensorBoardLogger(RunLogger):
     writer = None
 
