@@ -43,7 +43,9 @@ def check_logger(name: str) -> None:
     if name == "none":
         return
     if name not in LOGGERS:
-        raise ConfigError(f"logger={name} is unknown; choose one of: {', '.join(logger_names())}.")
+        raise ConfigError(
+            f"logger.name={name!r} is unknown; choose one of: {', '.join(logger_names())}."
+        )
     entry = LOGGERS[name]
     try:
         for module in entry.modules:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -70,11 +70,11 @@ class Tracker:
         self.name, self.backend = name, backend
         self.params = flat_params(OmegaConf.to_container(cfg, resolve=True))
 
-    def _call(self, method: str, *args: object) -> None:
+    def _call(self, send: Callable[[RunLogger], object]) -> None:
         if self.backend is None:
             return
         try:
-            getattr(self.backend, method)(*args)
+            send(self.backend)
         except Exception as exc:  # a tracker's failure is never the run's
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             log.warning(
@@ -87,42 +87,39 @@ class Tracker:
             self.backend = None
 
     def start(self) -> None:
-        self._call("start", self.params)
+        self._call(lambda b: b.start(self.params))
         if self.backend is not None:
             log.info("logger=%s: %s", self.name, self.backend.where)
 
     def episode(self, e: int, record: dict, rows: list[dict]) -> None:
         """An episode's training history, learning curves and scores, as soon as it ends."""
         for step, values in sorted(history_scalars(e, rows).items()):
-            self._call("scalars", values, step)
-        self._call("scalars", episode_scalars(record), e)
+            self._call(lambda b, v=values, s=step: b.scalars(v, s))
+        self._call(lambda b: b.scalars(episode_scalars(record), e))
 
     def finish(self, record: dict, out_dir: Path) -> None:
         """The mean curve, the final metrics and the run's files (record, history, table, plot)."""
-        if self.backend is None:
+        if self.backend is None:  # logger=none, or it failed: no plot to draw
             return
         for step, values in sorted(curve_scalars(record).items()):
-            self._call("scalars", values, step)
+            self._call(lambda b, v=values, s=step: b.scalars(v, s))
         final = final_metrics(record)
-        self._call("scalars", final, 0)
+        self._call(lambda b: b.scalars(final, 0))
+        files = [out_dir / n for n in ("metrics.json", "history.csv") if (out_dir / n).is_file()]
         with tempfile.TemporaryDirectory(prefix="kdrun-logger-") as tmp:
-            extra = _run_summary(record, Path(tmp))
-            files = [
-                out_dir / n for n in ("metrics.json", "history.csv") if (out_dir / n).is_file()
-            ]
-            self._call("finish", self.params, final, files + extra)
+            self._call(lambda b: b.finish(self.params, final, files + _run_summary(record, tmp)))
 
     def fail(self) -> None:
-        self._call("fail")
+        self._call(lambda b: b.fail())
 
 
-def _run_summary(record: dict, tmp: Path) -> list[Path]:
+def _run_summary(record: dict, tmp: str) -> list[Path]:
     """The run's table (as printed at its end) and its learning-curve plot, for the tracker."""
     from kdrun.loggers.artifacts import curve_plot, run_table_text
 
-    table = tmp / "summary.txt"
+    table = Path(tmp) / "summary.txt"
     table.write_text(run_table_text(record))
-    plot = tmp / "learning_curve.png"
+    plot = Path(tmp) / "learning_curve.png"
     curve_plot(record, plot)
     return [table, plot]
 
