@@ -26,6 +26,8 @@ class RunPlace:
 class RunLogger(ABC):
     """One tracked run. Any method may raise: the tracker warns once and stops calling it."""
 
+    attaches_files = False  # True: `finish` gets the run's files (and a table and plot drawn)
+
     def __init__(self, cfg: DictConfig, place: RunPlace) -> None:
         self.cfg, self.place = cfg, place  # cfg is the `logger` node
 

@@ -89,6 +89,7 @@ def _experiment_id(client: MlflowClient, name: str, location: str | None) -> str
     "mlflow", package="mlflow", modules=("mlflow", "sqlalchemy", "alembic"), extra="mlflow"
 )
 class MLflowLogger(RunLogger):
+    attaches_files = True
     client = None
     run_id: str | None = None
 

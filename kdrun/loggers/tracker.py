@@ -101,10 +101,14 @@ class Tracker:
         """The mean curve, the final metrics and the run's files (record, history, table, plot)."""
         if self.backend is None:  # logger=none, or it failed: no plot to draw
             return
+        attaches = self.backend.attaches_files  # read now: a failure below drops the backend
         for step, values in sorted(curve_scalars(record).items()):
             self._call(lambda b, v=values, s=step: b.scalars(v, s))
         final = final_metrics(record)
         self._call(lambda b: b.scalars(final, 0))
+        if not attaches:
+            self._call(lambda b: b.finish(self.params, final, []))
+            return
         files = [out_dir / n for n in ("metrics.json", "history.csv") if (out_dir / n).is_file()]
         with tempfile.TemporaryDirectory(prefix="kdrun-logger-") as tmp:
             self._call(lambda b: b.finish(self.params, final, files + _run_summary(record, tmp)))
