@@ -106,5 +106,8 @@ class SweepSummary(Callback):
             log.warning("sweep summary: no job of this multirun under %s", sweep_dir)
             return
         paths = write_summary(rows, sweep_dir)
+        from kdrun.loggers import log_sweep_summary  # logger=...: the sweep's own group
+
+        log_sweep_summary(config, sweep_dir, paths)
         Console(width=140).print(to_rich(rows, f"kdrun sweep · {len(rows)} runs · {sweep_dir}"))
         print("sweep summary: " + ", ".join(str(p) for p in paths), flush=True)

@@ -174,12 +174,37 @@ class DeviceConf:
 
 
 @dataclass
+class LoggerConf:
+    """logger=none: metrics.json, history.csv and the summaries are all a run writes."""
+
+    name: str = MISSING
+
+
+@dataclass
+class TensorBoardConf(LoggerConf):
+    # None: <run dir>/tensorboard, or <sweep dir>/tensorboard/<job> so a sweep is one log dir
+    log_dir: str | None = None
+
+
+@dataclass
+class MLflowConf(LoggerConf):
+    # A local SQLite store unless MLFLOW_TRACKING_URI or this key names another (a server URL)
+    tracking_uri: str = "${oc.env:MLFLOW_TRACKING_URI,sqlite:///outputs/mlflow.db}"
+    # None: "kdrun" for single runs; a multirun's own sweep dir, so each sweep is one experiment
+    experiment_name: str | None = None
+
+
+LOGGER_SCHEMAS = {"none": LoggerConf, "tensorboard": TensorBoardConf, "mlflow": MLflowConf}
+
+
+@dataclass
 class Config:
     teacher: TeacherConf = MISSING
     student: StudentConf = MISSING
     data: Any = MISSING  # typed by its source's schema (DATA_SCHEMAS)
     loss: Any = MISSING  # typed by each method's own schema (LOSS_SCHEMAS)
     device: DeviceConf = MISSING
+    logger: Any = MISSING  # typed by its option's schema (LOGGER_SCHEMAS)
     soft_labels: SoftLabelConf = field(default_factory=SoftLabelConf)
     ways: int = 10  # N: classes per few-shot task (all ten when 10)
     shots: int = 5  # K: labelled training images per class for the student
@@ -203,7 +228,11 @@ def register_configs() -> None:
     """Make the schemas available to the config's defaults lists (no torch imported)."""
     store = ConfigStore.instance()
     store.store(name="kdrun_schema", node=Config)
-    for group, schemas in (("data", DATA_SCHEMAS), ("loss", LOSS_SCHEMAS)):
+    for group, schemas in (
+        ("data", DATA_SCHEMAS),
+        ("loss", LOSS_SCHEMAS),
+        ("logger", LOGGER_SCHEMAS),
+    ):
         for option, schema in schemas.items():
             store.store(name=schema_name(group, option), node=schema)
 

@@ -24,6 +24,7 @@ from kdrun.data.fewshot import episode_seed, resolve_pool, sample_episode
 from kdrun.episode_inputs import EpisodeInputs, RunInputs
 from kdrun.errors import ConfigError, RefusedStart
 from kdrun.evaluation import accuracy_on_test_split, evaluate_teacher, report_on_test_split
+from kdrun.loggers import tracking
 from kdrun.losses import Distiller, build_loss
 from kdrun.preflight import check_counts, preflight
 from kdrun.record import write_record
@@ -244,16 +245,20 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
     shared = RunInputs(dataset, normalize, runtime, cache, cfg.eval_batch_size, cfg.data.augment)
     records, history, sources = [], [], []
-    for e in range(cfg.episodes):
-        record, rows, source = _run_episode(
-            cfg, e, shared, pool, checked.distiller, out_dir, timing
-        )
-        records.append(record)
-        history += rows
-        sources.append(source)
+    with tracking(cfg, out_dir) as tracker:  # logger=...: an optional copy for a tracker
+        for e in range(cfg.episodes):
+            record, rows, source = _run_episode(
+                cfg, e, shared, pool, checked.distiller, out_dir, timing
+            )
+            records.append(record)
+            history += rows
+            sources.append(source)
+            tracker.episode(e, record, rows)
 
-    timing["total"] = time.perf_counter() - t0
-    metrics = run_metrics(cfg, records, sources[0], pool, timing, shared)
-    metrics["out_dir"] = str(out_dir)
-    atomic_write_text(history_csv(history), out_dir / "history.csv")
-    return write_record(out_dir, metrics, cfg)  # last: its checksums cover the files above
+        timing["total"] = time.perf_counter() - t0
+        metrics = run_metrics(cfg, records, sources[0], pool, timing, shared)
+        metrics["out_dir"] = str(out_dir)
+        atomic_write_text(history_csv(history), out_dir / "history.csv")
+        record = write_record(out_dir, metrics, cfg)  # last: its checksums cover the files above
+        tracker.finish(record, out_dir)
+    return record

@@ -16,11 +16,12 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from kdrun.config import DATA_SCHEMAS, Config
+from kdrun.config import DATA_SCHEMAS, LOGGER_SCHEMAS, Config
 from kdrun.data import SourceInfo, get_source
 from kdrun.data.fewshot import resolve_pool
 from kdrun.device import Runtime, resolve_runtime
 from kdrun.errors import ConfigError
+from kdrun.loggers import check_logger
 from kdrun.losses import LOSSES, Distiller, build_loss, loss_params
 from kdrun.models import build_meta_model, input_problem, is_known_model, model_names
 from kdrun.optimizers import OPTIMIZERS
@@ -209,6 +210,7 @@ def check_ranges(cfg: DictConfig) -> None:
     )
     _require(cfg.eval_batch_size >= 1, f"eval_batch_size={cfg.eval_batch_size}: must be >= 1.")
     _check_extra_ranges(cfg)
+    check_logger(cfg.logger.name)  # last: it imports the tracker's library
 
 
 def _check_resolvable(cfg: DictConfig) -> None:
@@ -227,6 +229,8 @@ def _check_extra_ranges(cfg: DictConfig) -> None:
     unknown = next(_unknown_keys(cfg, Config), None)
     if unknown is None and cfg.data.source in DATA_SCHEMAS:  # an unknown source is named later
         unknown = next(_unknown_keys(cfg.data, DATA_SCHEMAS[cfg.data.source], "data."), None)
+    if unknown is None and cfg.logger.name in LOGGER_SCHEMAS:
+        unknown = next(_unknown_keys(cfg.logger, LOGGER_SCHEMAS[cfg.logger.name], "logger."), None)
     _require(
         unknown is None,
         f"{unknown} is not a kdrun config key (added with '+'?); see docs/configuration.md "

@@ -448,6 +448,21 @@ ROWS = [
     Row("device.threads", ["device.threads=-1"], 2, "device.threads=-1 is invalid"),
     Row("device.threads", ["device.threads=two"], 1, "full_key: device.threads"),
     Row("device.compile", ["device.compile=perhaps"], 1, "full_key: device.compile"),
+    Row("logger", ["logger=wandb"], 1, "Could not find 'logger/wandb'"),
+    Row("logger.name", ["logger.name=wandb"], 2, "logger.name='wandb' is unknown; choose one of"),
+    Row("logger.log_dir", ["logger=mlflow", "logger.log_dir=x"], 1, "full_key: logger.log_dir"),
+    Row(
+        "logger.tracking_uri",
+        ["logger=tensorboard", "logger.tracking_uri=x"],
+        1,
+        "full_key: logger.tracking_uri",
+    ),
+    Row(
+        "logger.experiment_name",
+        ["logger=tensorboard", "logger.experiment_name=x"],
+        1,
+        "full_key: logger.experiment_name",
+    ),
     # ---- data-dependent ----------------------------------------------------------------------
     Row("ways > classes", ["ways=11"], 2, "ways=11 is invalid: the data set has 10 classes"),
     Row("ways > classes", ["data=folder", "data.root={good}", "ways=4"], 2, "has 3 classes"),
@@ -717,12 +732,14 @@ def test_every_config_key_has_a_doc_row():
             )
         ]
 
+    from kdrun.config import LOGGER_SCHEMAS
     from kdrun.losses import LOSSES
 
-    config_keys = {  # every method brings its own loss.* keys
+    options = [f"loss={m}" for m in LOSSES] + [f"logger={name}" for name in LOGGER_SCHEMAS]
+    config_keys = {  # every method brings its own loss.* keys, every tracker its logger.* keys
         key
-        for method in LOSSES
-        for key in keys(OmegaConf.to_container(compose_config([f"loss={method}"]), resolve=False))
+        for option in options
+        for key in keys(OmegaConf.to_container(compose_config([option]), resolve=False))
     }
     missing = sorted(config_keys - set(_doc_rows()))
     assert not missing, f"undocumented config keys: {missing}"

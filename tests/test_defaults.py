@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from kdrun.config import DATA_SCHEMAS, Config, DeviceConf, StudentConf, TeacherConf
+from kdrun.config import (
+    DATA_SCHEMAS,
+    LOGGER_SCHEMAS,
+    Config,
+    DeviceConf,
+    StudentConf,
+    TeacherConf,
+)
 from kdrun.losses import LOSSES
 from tests.conftest import CONF_DIR, compose_config
 
@@ -27,6 +34,7 @@ def schema_for(path: Path) -> type:
         "device": lambda: DeviceConf,
         "data": lambda: DATA_SCHEMAS[option],
         "loss": lambda: LOSSES[node.name].schema,
+        "logger": lambda: LOGGER_SCHEMAS[option],
     }[group]()
 
 
@@ -49,7 +57,7 @@ def restated(node: dict, defaults: dict, prefix: str = "") -> list[str]:
 
 OPTION_FILES = sorted(
     p
-    for g in ("teacher", "student", "device", "data", "loss")
+    for g in ("teacher", "student", "device", "data", "loss", "logger")
     for p in (CONF_DIR / g).glob("*.yaml")
 )
 
@@ -60,8 +68,12 @@ def test_no_option_file_restates_a_schema_default(path):
     assert restated(node, defaults_of(schema_for(path))) == []
 
 
-@pytest.mark.parametrize("path", sorted((CONF_DIR / "loss").glob("*.yaml")), ids=lambda p: p.stem)
-def test_a_loss_file_only_names_its_method(path):
+@pytest.mark.parametrize(
+    "path",
+    sorted([*(CONF_DIR / "loss").glob("*.yaml"), *(CONF_DIR / "logger").glob("*.yaml")]),
+    ids=lambda p: f"{p.parent.name}/{p.stem}",
+)
+def test_a_loss_or_logger_file_only_names_its_option(path):
     node = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     assert set(node) == {"defaults", "name"}
 
@@ -84,6 +96,14 @@ def test_the_composed_defaults_are_the_schemas():
         assert cfg.student[key] == student[key]
     assert cfg.teacher.epochs == defaults_of(TeacherConf)["epochs"]
     assert OmegaConf.to_container(cfg.loss) == {**defaults_of(LOSSES["kd"].schema), "name": "kd"}
+    assert OmegaConf.to_container(cfg.logger) == {"name": "none"}
+
+
+@pytest.mark.parametrize("option", sorted(LOGGER_SCHEMAS))
+def test_each_logger_option_is_its_schema(option):
+    cfg = compose_config([f"logger={option}"])
+    node = OmegaConf.to_container(cfg.logger, resolve=False)
+    assert node == {**defaults_of(LOGGER_SCHEMAS[option]), "name": option}
 
 
 def test_synthetic_keys_belong_to_data_synthetic_only():
