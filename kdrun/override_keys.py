@@ -15,11 +15,23 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
-from kdrun.config import DATA_SCHEMAS, LOSS_SCHEMAS, Config, DataConf, LossSchema
+from kdrun.config import (
+    DATA_SCHEMAS,
+    LOGGER_SCHEMAS,
+    LOSS_SCHEMAS,
+    Config,
+    DataConf,
+    LoggerConf,
+    LossSchema,
+)
 
 # Groups whose options bring keys of their own: `loss.alpha` is a key of some options only.
-OPTION_SCHEMAS: dict[str, dict[str, type]] = {"data": DATA_SCHEMAS, "loss": LOSS_SCHEMAS}
-BASE_SCHEMAS: dict[str, type] = {"data": DataConf, "loss": LossSchema}
+OPTION_SCHEMAS: dict[str, dict[str, type]] = {
+    "data": DATA_SCHEMAS,
+    "loss": LOSS_SCHEMAS,
+    "logger": LOGGER_SCHEMAS,
+}
+BASE_SCHEMAS: dict[str, type] = {"data": DataConf, "loss": LossSchema, "logger": LoggerConf}
 MAX_COMPOSITIONS = 16  # a sweep over group options is checked for every combination, up to this
 
 

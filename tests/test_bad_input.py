@@ -450,18 +450,23 @@ ROWS = [
     Row("device.compile", ["device.compile=perhaps"], 1, "full_key: device.compile"),
     Row("logger", ["logger=wandb"], 1, "Could not find 'logger/wandb'"),
     Row("logger.name", ["logger.name=wandb"], 2, "logger.name='wandb' is unknown; choose one of"),
-    Row("logger.log_dir", ["logger=mlflow", "logger.log_dir=x"], 1, "full_key: logger.log_dir"),
+    Row(
+        "logger.log_dir",
+        ["logger=mlflow", "logger.log_dir=x"],
+        2,
+        "logger.log_dir is a key of logger=tensorboard only, not of logger=mlflow",
+    ),
     Row(
         "logger.tracking_uri",
         ["logger=tensorboard", "logger.tracking_uri=x"],
-        1,
-        "full_key: logger.tracking_uri",
+        2,
+        "logger.tracking_uri is a key of logger=mlflow only, not of logger=tensorboard",
     ),
     Row(
         "logger.experiment_name",
         ["logger=tensorboard", "logger.experiment_name=x"],
-        1,
-        "full_key: logger.experiment_name",
+        2,
+        "logger.experiment_name is a key of logger=mlflow only",
     ),
     # ---- data-dependent ----------------------------------------------------------------------
     Row("ways > classes", ["ways=11"], 2, "ways=11 is invalid: the data set has 10 classes"),
