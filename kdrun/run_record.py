@@ -28,7 +28,7 @@ def run_metrics(
     shared: RunInputs,
 ) -> dict:
     """Means and 95% CIs over episodes, each model's convergence verdict (logged when it
-    failed), the setting, timing, cache, device and Slurm job; metrics.json without its checksums."""
+    failed), the setting, timing, cache, device and Slurm job; metrics.json without checksums."""
     gain = mean_ci([r["kd_gain"] for r in records])
     convergence = {
         stage: verdict([r["curves"][stage] for r in records], budget_key(cfg.student))

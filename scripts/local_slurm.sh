@@ -45,6 +45,10 @@ wait_for() {
 }
 
 install() {
+  if (check_commands) 2>/dev/null; then
+    say "the packages are installed"
+    return
+  fi
   command -v apt-get >/dev/null || die "no apt-get here: install ${PACKAGES[*]} by hand"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${PACKAGES[@]}" >&2 ||
     { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${PACKAGES[@]}" >&2; }

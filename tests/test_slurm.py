@@ -70,9 +70,7 @@ def wait_for_the_pause(proc: subprocess.Popen, sweep: Path) -> None:
     pytest.fail(f"the sweep ended (status {proc.returncode}) before its job {PAUSED_JOB} paused")
 
 
-def test_a_sweep_on_slurm_trains_one_teacher_and_reruns_only_a_cancelled_job(
-    tmp_path, slurm_env
-):
+def test_a_sweep_on_slurm_trains_one_teacher_and_reruns_only_a_cancelled_job(tmp_path, slurm_env):
     env = {k: v for k, v in os.environ.items() if not k.startswith("KDRUN_")}
     env.update(slurm_env, KDRUN_CACHE_DIR=str(tmp_path / "cache"))  # shared by every job
     sweep = tmp_path / "sweep"
