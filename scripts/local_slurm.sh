@@ -173,15 +173,17 @@ stop() {
       sleep 0.2
     done
   fi
-  for name in slurmd slurmctld slurmdbd mariadbd munged; do
-    pid=$(cat "$DIR/run/$name.pid" 2>/dev/null) || continue
-    kill "$pid" 2>/dev/null || continue
-    for _ in $(seq 100); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
+  local pids=() alive=()
+  for name in slurmd slurmctld slurmdbd mariadbd munged; do # all at once: each takes seconds
+    pid=$(cat "$DIR/run/$name.pid" 2>/dev/null) && kill "$pid" 2>/dev/null && pids+=("$pid")
   done
+  for _ in $(seq 100); do
+    alive=()
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
+    ((${#alive[@]} == 0)) && break
+    sleep 0.1
+  done
+  for pid in "${alive[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   rm -rf "$DIR"
   say "stopped; removed $DIR"
 }
