@@ -20,6 +20,7 @@ from kdrun.config_dir import check_config_dirs
 from kdrun.errors import ConfigError, DivergedError, RefusedStart
 from kdrun.interrupt import report_interrupt, sigterm_raises
 from kdrun.override_keys import check_override_keys
+from kdrun.slurm import slurm_cpus
 
 log = logging.getLogger("kdrun")
 
@@ -52,17 +53,22 @@ def _record_divergence(out_dir: Path, cfg: DictConfig, exc: DivergedError) -> No
 
 
 def _share_cores_with_parallel_jobs(cfg: DictConfig) -> None:
-    """Under a local parallel launcher, split the cores between jobs: oversubscribed CPU
-    threads slow every job down many times over."""
+    """Under a local parallel launcher, split the cores between jobs, and in a Slurm job use
+    the CPUs it asked for: oversubscribed CPU threads slow every job down many times over."""
     if cfg.device.threads > 0:
+        return
+    import torch
+
+    slurm = slurm_cpus()
+    if slurm:
+        torch.set_num_threads(slurm)
+        log.info("Slurm job with %d CPU(s) per task: %d thread(s)", slurm, slurm)
         return
     launcher = HydraConfig.get().launcher
     n_jobs = launcher.get("n_jobs") if "joblib" in str(launcher.get("_target_", "")) else None
     if n_jobs:
         cores = os.cpu_count() or 1
         threads = max(1, cores // (cores if n_jobs < 0 else min(n_jobs, cores)))
-        import torch
-
         torch.set_num_threads(threads)
         log.info("%s parallel jobs on %d cores: %d thread(s) per job", n_jobs, cores, threads)
 

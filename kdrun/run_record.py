@@ -13,6 +13,7 @@ from kdrun.config import config_digest
 from kdrun.convergence import verdict
 from kdrun.episode_inputs import RunInputs
 from kdrun.metrics import aggregate_reports, mean_ci
+from kdrun.slurm import slurm_job
 from kdrun.student import budget_key
 
 log = logging.getLogger("kdrun.pipeline")
@@ -27,7 +28,7 @@ def run_metrics(
     shared: RunInputs,
 ) -> dict:
     """Means and 95% CIs over episodes, each model's convergence verdict (logged when it
-    failed), the setting, timing, cache and device; metrics.json without its checksums."""
+    failed), the setting, timing, cache, device and Slurm job; metrics.json without checksums."""
     gain = mean_ci([r["kd_gain"] for r in records])
     convergence = {
         stage: verdict([r["curves"][stage] for r in records], budget_key(cfg.student))
@@ -73,6 +74,7 @@ def run_metrics(
         "timing": {k: round(v, 3) for k, v in timing.items()},
         "cache": shared.cache.summary(),
         "device": shared.runtime.describe(),
+        "slurm": slurm_job(),  # which Slurm job and array task ran it; None outside Slurm
         "config_digest": config_digest(cfg),
     }
     return metrics

@@ -109,7 +109,11 @@ def test_python_dash_m_works(tmp_path):
 
 @pytest.mark.parametrize(
     "launcher,target",
-    [("joblib", "JoblibLauncher"), ("submitit_slurm", "SlurmLauncher")],
+    [
+        ("joblib", "JoblibLauncher"),
+        ("submitit_slurm", "SlurmLauncher"),
+        ("kdrun_slurm", "SlurmLauncher"),
+    ],
 )
 def test_launcher_configs_compose(tmp_path, launcher, target):
     proc = kdrun(f"hydra/launcher={launcher}", "experiment=smoke", "--cfg", "hydra", cwd=tmp_path)
