@@ -109,6 +109,8 @@ def verify(path: Path) -> None:
         size, sha = int(record["size"]), str(record["sha256"])
     except FileNotFoundError:
         raise CorruptEntry("no checksum record (older cache format or tampered)") from None
+    except PermissionError:
+        raise  # another user's entry: not corrupt, and not ours to move aside
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CorruptEntry(f"unreadable checksum record ({type(exc).__name__})") from None
     actual = path.stat().st_size
@@ -141,6 +143,17 @@ def nonfinite_tensor(tree: Any, prefix: str = "") -> str | None:
     return None
 
 
+def unreadable_entry(path: Path, exc: PermissionError) -> StorageError:
+    """A finished entry this user may not read (written by another user under a strict umask):
+    refused in one paragraph rather than moved aside and rebuilt as if it were corrupt."""
+    return StorageError(
+        f"cannot read the cache entry {exc.filename or path}: permission denied. Another user "
+        "wrote it and it is not readable by you; share the cache as the README's 'Faults and "
+        "resumption' section says (a group directory, umask 002), or point cache_dir (or "
+        "KDRUN_CACHE_DIR) at a cache of your own."
+    )
+
+
 class ArtifactCache:
     """One directory per artifact kind; one file per key; hits and misses counted per kind."""
 
@@ -154,9 +167,9 @@ class ArtifactCache:
     def load(self, kind: str, key: str) -> dict[str, Any] | None:
         """Return the stored entry, or None when absent or untrustworthy (then moved aside)."""
         path = self.path(kind, key)
-        if not path.exists():
-            return None
         try:
+            if not path.exists():  # a PermissionError here too: a directory we cannot enter
+                return None
             verify(path)
             try:
                 entry = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -167,6 +180,8 @@ class ArtifactCache:
             bad = nonfinite_tensor(entry)
             if bad is not None:  # e.g. a diverged teacher stored by an older kdrun
                 raise CorruptEntry(f"{bad} holds NaN or infinite values")
+        except PermissionError as exc:
+            raise unreadable_entry(path, exc) from None
         except (CorruptEntry, OSError) as exc:
             self._move_aside(path, exc)
             return None

@@ -75,32 +75,66 @@ print("LOADED", entry["w"].tolist(), flush=True)
 """
 
 
-def test_another_user_loads_a_finished_cache_entry():
-    """The README's shared KDRUN_CACHE_DIR: a job of user B reuses what user A's run cached."""
+def _as_nobody(cache_umask: int, reader: str) -> tuple[subprocess.CompletedProcess, Path, str]:
+    """Cache an entry as root under `cache_umask`, then run `reader` as user nobody on it."""
     setpriv = shutil.which("setpriv")
     if os.geteuid() != 0 or setpriv is None:
         pytest.skip("needs root and setpriv (util-linux) to read the entry as user nobody")
     # pytest's tmp_path lies under a 0700 directory: nobody could not even reach it.
     shared = Path(tempfile.mkdtemp(prefix="kdrun-shared-cache-", dir="/tmp"))
-    try:
-        shared.chmod(0o755)  # mkdtemp's own mode; what is inside is kdrun's doing
-        key = digest({"x": "another user"})
-        with umask(0o022):
-            ArtifactCache(shared / "cache").get_or_build(
-                "teacher", key, lambda: {"w": torch.tensor([1, 2])}
-            )
-        proc = subprocess.run(
-            [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable]
-            + ["-c", READER, str(shared / "cache"), key],
-            cwd="/",
-            env={**os.environ, "HOME": str(shared)},
-            capture_output=True,
-            text=True,
-            timeout=600,  # a hang guard, not a speed check
+    shared.chmod(0o755)  # mkdtemp's own mode; what is inside is kdrun's doing
+    key = digest({"x": "another user"})
+    with umask(cache_umask):
+        ArtifactCache(shared / "cache").get_or_build(
+            "teacher", key, lambda: {"w": torch.tensor([1, 2])}
         )
-        if "IMPORTED" not in proc.stdout:
-            pytest.skip(f"user nobody cannot run this Python and kdrun: {proc.stderr[-500:]}")
+    proc = subprocess.run(
+        [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable]
+        + ["-c", reader, str(shared / "cache"), key],
+        cwd="/",
+        env={**os.environ, "HOME": str(shared)},
+        capture_output=True,
+        text=True,
+        timeout=600,  # a hang guard, not a speed check
+    )
+    if "IMPORTED" not in proc.stdout:
+        shutil.rmtree(shared, ignore_errors=True)
+        pytest.skip(f"user nobody cannot run this Python and kdrun: {proc.stderr[-500:]}")
+    return proc, shared, key
+
+
+def test_another_user_loads_a_finished_cache_entry():
+    """The README's shared KDRUN_CACHE_DIR: a job of user B reuses what user A's run cached."""
+    proc, shared, _ = _as_nobody(0o022, READER)
+    try:
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "LOADED [1, 2]" in proc.stdout
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+REFUSED = """
+import sys
+from pathlib import Path
+from kdrun.cache import ArtifactCache
+from kdrun.storage import StorageError
+print("IMPORTED", flush=True)
+try:
+    ArtifactCache(Path(sys.argv[1])).load("teacher", sys.argv[2])
+except StorageError as exc:
+    print("REFUSED", exc, flush=True)
+"""
+
+
+def test_an_entry_another_user_cannot_read_is_refused_not_moved_aside():
+    """Under umask 077 a second user cannot read the entry: that is not corruption, so the
+    entry stays where it is and the error names the path and the way to share a cache."""
+    proc, shared, key = _as_nobody(0o077, REFUSED)
+    try:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "REFUSED cannot read the cache entry" in proc.stdout, proc.stdout
+        assert "permission denied" in proc.stdout
+        entry = ArtifactCache(shared / "cache").path("teacher", key)
+        assert entry.exists() and not list(entry.parent.glob("*.corrupt"))
     finally:
         shutil.rmtree(shared, ignore_errors=True)
