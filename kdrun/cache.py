@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from filelock import FileLock, Timeout
 
+from kdrun.errors import StorageError
 from kdrun.finite import nonfinite_count
 from kdrun.storage import (
-    StorageError,
     atomic_write,
     commit,
     make_dirs,
@@ -41,7 +41,6 @@ from kdrun.storage import (
 __all__ = [
     "ArtifactCache",
     "CorruptEntry",
-    "StorageError",
     "atomic_torch_save",
     "atomic_write",
     "atomic_write_text",

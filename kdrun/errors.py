@@ -12,6 +12,11 @@ class RefusedStart(ConfigError):
     run produced nothing, so it leaves nothing behind (kdrun.output_dir.discard_refused_run)."""
 
 
+class StorageError(ConfigError):
+    """An output or cache path that cannot be written or read; reported like a bad setting (one
+    paragraph naming the path, exit status 2) because the fix is the user's: space or a path."""
+
+
 class DivergedError(RuntimeError):
     """Training produced a non-finite loss or weight: the run's numbers would be meaningless.
 

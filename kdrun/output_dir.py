@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
-from kdrun.storage import DIRS_MADE, StorageError, ensure_writable_dir, remove_empty_dirs
+from kdrun.errors import StorageError
+from kdrun.storage import DIRS_MADE, ensure_writable_dir, remove_empty_dirs
 
 try:
     import fcntl

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from kdrun.errors import StorageError
 from kdrun.runs_summary import collect, to_rich, write_summary
-from kdrun.storage import StorageError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import BinaryIO
 
-from kdrun.errors import ConfigError
+from kdrun.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,6 @@ REASONS = {
     errno.EEXIST: "a part of the path is a file, not a directory",
 }
 FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
-class StorageError(ConfigError):
-    """An output or cache path that cannot be written; reported like a bad setting (one
-    paragraph naming the path, exit status 2) because the fix is the user's: space or a path."""
 
 
 def storage_error(path: Path | str, exc: OSError, hint: str = "") -> StorageError:

@@ -8,7 +8,8 @@ import torch
 
 from kdrun import cache as cache_mod
 from kdrun import storage
-from kdrun.cache import ArtifactCache, StorageError, digest, record_path, tensor_digest
+from kdrun.cache import ArtifactCache, digest, record_path, tensor_digest
+from kdrun.errors import StorageError
 
 
 def test_digest_is_stable_and_order_independent():

@@ -117,7 +117,7 @@ REFUSED = """
 import sys
 from pathlib import Path
 from kdrun.cache import ArtifactCache
-from kdrun.storage import StorageError
+from kdrun.errors import StorageError
 print("IMPORTED", flush=True)
 try:
     ArtifactCache(Path(sys.argv[1])).load("teacher", sys.argv[2])
