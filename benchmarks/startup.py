@@ -31,7 +31,7 @@ CHILD = (
 def main() -> None:
     start = time.perf_counter()
     subprocess.run([KDRUN, "--help"], check=True, capture_output=True)
-    print(f"[info] kdrun --help: {time.perf_counter() - start:.2f}s wall (Python, torch, Hydra)")
+    print(f"[info] kdrun --help: {time.perf_counter() - start:.2f}s wall (no torch import)")
     root = os.environ.get("KDRUN_DATA_ROOT")
     if not root:
         print("[skip] data and memory figures: set KDRUN_DATA_ROOT to a CIFAR-10 copy")
