@@ -68,7 +68,8 @@ class Tracker:
 
     def __init__(self, name: str, backend: RunLogger | None, cfg: DictConfig) -> None:
         self.name, self.backend = name, backend
-        self.params = flat_params(OmegaConf.to_container(cfg, resolve=True))
+        # logger=none (the default) sends nothing: no flattening of the config for it
+        self.params = flat_params(OmegaConf.to_container(cfg, resolve=True)) if backend else {}
 
     def _call(self, send: Callable[[RunLogger], object]) -> None:
         if self.backend is None:
@@ -93,6 +94,8 @@ class Tracker:
 
     def episode(self, e: int, record: dict, rows: list[dict]) -> None:
         """An episode's training history, learning curves and scores, as soon as it ends."""
+        if self.backend is None:
+            return
         for step, values in sorted(history_scalars(e, rows).items()):
             self._call(lambda b, v=values, s=step: b.scalars(v, s))
         self._call(lambda b: b.scalars(episode_scalars(record), e))
