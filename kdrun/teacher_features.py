@@ -81,10 +81,10 @@ def get_teacher_features(
     """None when the method reads no teacher layer; else cached targets or the online teacher.
     `cfg` is `soft_labels`; the distiller has resolved its layers."""
     runtime, normalize, batch_size = inputs.runtime, inputs.normalize, inputs.eval_batch_size
-    padding = inputs.augment.crop_padding
-    sample = normalize(inputs.dataset.train.images[:2].to(runtime.device))
     if not distiller.uses_features:
         return None
+    padding = inputs.augment.crop_padding
+    sample = normalize(inputs.dataset.train.images[:2].to(runtime.device))
     views = cfg.views
     nbytes = _bytes_per_view(teacher_model, distiller, sample, runtime) * len(soft.indices)
     nbytes *= max(1, views)
