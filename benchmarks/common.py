@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 
 from kdrun.data.augment import Normalize
-from kdrun.device import Runtime
+from kdrun.runtime.device import Runtime
 
 
 def cpu_runtime() -> Runtime:

@@ -15,7 +15,7 @@ from kdrun.config import register_configs
 from kdrun.data.views import AugmentedSet
 from kdrun.losses import build_loss
 from kdrun.models import build_model
-from kdrun.student import budget_steps
+from kdrun.stages.student import budget_steps
 from kdrun.train import Schedule, curve_steps, fit, predict
 
 STEPS, WAYS, INPUTS = 200, 10, (50 + 10 * 500) * 4  # shots and pool, 4 views each

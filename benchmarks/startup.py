@@ -19,7 +19,7 @@ CHILD = (
     "import sys, time, resource\n"
     "from pathlib import Path\n"
     "from omegaconf import OmegaConf\n"
-    "from kdrun.cache import ArtifactCache\n"
+    "from kdrun.store.cache import ArtifactCache\n"
     "from kdrun.data import get_source\n"
     "cfg = OmegaConf.create({'source': 'cifar10', 'root': sys.argv[1], 'download': False,"
     " 'image_size': 32})\n"

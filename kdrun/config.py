@@ -239,6 +239,6 @@ def register_configs() -> None:
 
 def config_digest(cfg: DictConfig) -> str:
     """Identity of a resolved experiment config: a finished run with the same one is reusable."""
-    from kdrun.cache import digest  # imports torch: the schemas themselves must not
+    from kdrun.store.cache import digest  # imports torch: the schemas themselves must not
 
     return digest(OmegaConf.to_container(cfg, resolve=True))

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
-from kdrun.cache import ArtifactCache
 from kdrun.data import ImageDataset
 from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import Episode
-from kdrun.device import Runtime
+from kdrun.runtime.device import Runtime
+from kdrun.store.cache import ArtifactCache
 
 
 @dataclass(frozen=True)

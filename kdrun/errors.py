@@ -9,7 +9,8 @@ class ConfigError(ValueError):
 
 class RefusedStart(ConfigError):
     """A ConfigError met before any stage ran (preflight, reading or downloading the data): the
-    run produced nothing, so it leaves nothing behind (kdrun.output_dir.discard_refused_run)."""
+    run produced nothing, so it leaves nothing behind
+    (kdrun.store.output_dir.discard_refused_run)."""
 
 
 class StorageError(ConfigError):

@@ -11,29 +11,29 @@ import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from kdrun.cache import (
+from kdrun.data import ImageDataset, get_source
+from kdrun.data.augment import Normalize
+from kdrun.data.fewshot import episode_seed, resolve_pool, sample_episode
+from kdrun.episode_inputs import EpisodeInputs, RunInputs
+from kdrun.errors import ConfigError, RefusedStart
+from kdrun.loggers import tracking
+from kdrun.losses import Distiller, build_loss
+from kdrun.preflight import check_counts, preflight
+from kdrun.report.run_record import history_csv, run_metrics
+from kdrun.stages.evaluation import accuracy_on_test_split, evaluate_teacher, report_on_test_split
+from kdrun.stages.soft_labels import SoftLabels, get_soft_labels
+from kdrun.stages.student import budget_steps, train_student
+from kdrun.stages.teacher import TeacherResult, prepare_teacher
+from kdrun.stages.teacher_features import TeacherFeatures, get_teacher_features
+from kdrun.store.cache import (
     ArtifactCache,
     atomic_torch_save,
     atomic_write_text,
     digest,
     tensor_digest,
 )
-from kdrun.data import ImageDataset, get_source
-from kdrun.data.augment import Normalize
-from kdrun.data.fewshot import episode_seed, resolve_pool, sample_episode
-from kdrun.episode_inputs import EpisodeInputs, RunInputs
-from kdrun.errors import ConfigError, RefusedStart
-from kdrun.evaluation import accuracy_on_test_split, evaluate_teacher, report_on_test_split
-from kdrun.loggers import tracking
-from kdrun.losses import Distiller, build_loss
-from kdrun.preflight import check_counts, preflight
-from kdrun.record import write_record
-from kdrun.run_record import history_csv, run_metrics
-from kdrun.soft_labels import SoftLabels, get_soft_labels
-from kdrun.storage import remove_stale_temps
-from kdrun.student import budget_steps, train_student
-from kdrun.teacher import TeacherResult, prepare_teacher
-from kdrun.teacher_features import TeacherFeatures, get_teacher_features
+from kdrun.store.record import write_record
+from kdrun.store.storage import remove_stale_temps
 from kdrun.train import cpu_state_dict
 
 log = logging.getLogger(__name__)

@@ -19,14 +19,14 @@ from omegaconf.errors import OmegaConfBaseException
 from kdrun.config import DATA_SCHEMAS, LOGGER_SCHEMAS, Config
 from kdrun.data import SourceInfo, get_source
 from kdrun.data.fewshot import resolve_pool
-from kdrun.device import Runtime, resolve_runtime
 from kdrun.errors import ConfigError
 from kdrun.loggers import check_logger
 from kdrun.losses import LOSSES, Distiller, build_loss, loss_params
 from kdrun.models import build_meta_model, input_problem, is_known_model, model_names
 from kdrun.optimizers import OPTIMIZERS
-from kdrun.storage import ensure_writable_dir
-from kdrun.teacher import load_checkpoint
+from kdrun.runtime.device import Runtime, resolve_runtime
+from kdrun.stages.teacher import load_checkpoint
+from kdrun.store.storage import ensure_writable_dir
 
 
 @dataclasses.dataclass(frozen=True)

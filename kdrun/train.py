@@ -13,15 +13,15 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from kdrun.checkpoint import LoopState, TrainingCheckpoint
 from kdrun.data.augment import Normalize
-from kdrun.device import Runtime
 from kdrun.errors import DivergedError
-from kdrun.finite import first_nonfinite
 from kdrun.losses import Distiller
 from kdrun.losses.features import FeatureTap
+from kdrun.measure.finite import first_nonfinite
 from kdrun.optimizers import build_optimizer
-from kdrun.progress import Meter, Running, stage_progress
+from kdrun.runtime.device import Runtime
+from kdrun.runtime.progress import Meter, Running, stage_progress
+from kdrun.store.checkpoint import LoopState, TrainingCheckpoint
 
 
 @dataclass

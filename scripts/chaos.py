@@ -105,7 +105,8 @@ def run_and_kill(args: list[str], cwd: Path, env: dict[str, str], *markers: str)
 def numbers(metrics: dict) -> dict:
     """Everything a run measured, minus what legitimately differs between an interrupted and
     an uninterrupted run: times, paths, cache counters, whether an artifact was reused, and the
-    record's provenance and checksums (kdrun.record: the config holds cache_dir, history times)."""
+    record's provenance and checksums (kdrun.store.record: the config holds cache_dir, history
+    times)."""
     m = copy.deepcopy(metrics)
     volatile = ("timing", "out_dir", "cache", "config_digest", "config", "overrides", "multirun")
     for key in (*volatile, "files", "checksum"):

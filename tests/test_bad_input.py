@@ -1,6 +1,6 @@
 """Every row of docs/configuration.md's bad-input tables, run through the CLI's own entry point.
 
-Each case runs `kdrun.cli.main` in-process (Hydra's composition, error reporting and our
+Each case runs `kdrun.cli.main.main` in-process (Hydra's composition, error reporting and our
 ConfigError handler, exactly as the console script runs them, at ~0.1 s instead of ~3.5 s per
 process); `test_console_script_agrees` runs one case of each error class as a real process.
 """
@@ -27,7 +27,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from PIL import Image
 
-import kdrun.cli
+import kdrun.cli.main
 from kdrun.models import build_model
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
@@ -90,7 +90,7 @@ def run_cli(args: list[str], run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> 
     rc = 0
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            kdrun.cli.main()
+            kdrun.cli.main.main()
     except SystemExit as exc:
         rc = exc.code if isinstance(exc.code, int) else 1
     finally:

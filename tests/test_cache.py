@@ -6,10 +6,10 @@ import os
 import pytest
 import torch
 
-from kdrun import cache as cache_mod
-from kdrun import storage
-from kdrun.cache import ArtifactCache, digest, record_path, tensor_digest
 from kdrun.errors import StorageError
+from kdrun.store import cache as cache_mod
+from kdrun.store import storage
+from kdrun.store.cache import ArtifactCache, digest, record_path, tensor_digest
 
 
 def test_digest_is_stable_and_order_independent():
@@ -100,7 +100,7 @@ def test_damaged_entries_are_reported_in_one_line_moved_aside_and_rebuilt(tmp_pa
     else:  # a format-1 entry, or a payload copied in by hand
         record_path(path).unlink()
     reason = {"truncate": "truncated", "flip": "SHA-256", "no_record": "no checksum record"}
-    with caplog.at_level(logging.WARNING, logger="kdrun.cache"):
+    with caplog.at_level(logging.WARNING, logger="kdrun.store.cache"):
         entry, hit = c.get_or_build("kind", key, lambda: {"t": torch.zeros(2)})
     assert not hit and torch.equal(entry["t"], torch.zeros(2))  # rebuilt, not the damaged one
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -148,7 +148,7 @@ BUILDER = """
 import os, sys, time
 from pathlib import Path
 import torch
-from kdrun.cache import ArtifactCache
+from kdrun.store.cache import ArtifactCache
 
 root, go, log = map(Path, sys.argv[1:4])
 while not go.exists():
@@ -198,7 +198,7 @@ def test_a_killed_holder_does_not_block_the_next_builder(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom kdrun.cache import ArtifactCache\n"
+            "import sys, time\nfrom kdrun.store.cache import ArtifactCache\n"
             f"c = ArtifactCache({str(tmp_path)!r})\n"
             "with c.lock('teacher', 'k' * 64):\n"
             "    print('held', flush=True)\n    time.sleep(3600)\n",

@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdrun import checkpoint as checkpoint_mod
-from kdrun.cache import ArtifactCache
-from kdrun.checkpoint import KIND, TrainingCheckpoint
 from kdrun.data import get_source
 from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import sample_episode
-from kdrun.device import resolve_runtime
 from kdrun.episode_inputs import RunInputs
 from kdrun.errors import ConfigError
 from kdrun.preflight import check_ranges
-from kdrun.teacher import prepare_teacher
+from kdrun.runtime.device import resolve_runtime
+from kdrun.stages.teacher import prepare_teacher
+from kdrun.store import checkpoint as checkpoint_mod
+from kdrun.store.cache import ArtifactCache
+from kdrun.store.checkpoint import KIND, TrainingCheckpoint
 from tests.conftest import SMOKE_FAST
 
 EPOCHS = 4

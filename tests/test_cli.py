@@ -62,7 +62,7 @@ def test_bad_input_exits_nonzero_with_one_clear_message(tmp_path, override, need
 
 HELP_WITHOUT_TORCH = """
 import sys
-from kdrun.cli import main
+from kdrun.cli.main import main
 sys.argv = ["kdrun", *sys.argv[1:]]
 try:
     main()
@@ -118,4 +118,4 @@ def test_python_dash_m_works(tmp_path):
 def test_launcher_configs_compose(tmp_path, launcher, target):
     proc = kdrun(f"hydra/launcher={launcher}", "experiment=smoke", "--cfg", "hydra", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert target in proc.stdout and "kdrun.callbacks.SweepSummary" in proc.stdout
+    assert target in proc.stdout and "kdrun.cli.callbacks.SweepSummary" in proc.stdout

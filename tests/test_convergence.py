@@ -6,9 +6,9 @@ import csv
 
 from omegaconf import OmegaConf
 
-from kdrun.convergence import CONVERGED_PTS, last_half_gain, mean_curve, verdict
+from kdrun.measure.convergence import CONVERGED_PTS, last_half_gain, mean_curve, verdict
 from kdrun.pipeline import run
-from kdrun.student import budget_key, budget_steps
+from kdrun.stages.student import budget_key, budget_steps
 from kdrun.train import curve_steps
 from tests.conftest import SMOKE_FAST
 

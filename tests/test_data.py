@@ -11,10 +11,10 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from kdrun.cache import ArtifactCache
 from kdrun.data import get_source
 from kdrun.data.cifar10 import BATCHES_DIR, CLASSES
 from kdrun.errors import ConfigError
+from kdrun.store.cache import ArtifactCache
 
 
 def make_tree(root: Path, classes=("cats", "dogs", "owls"), per_class=4, test_per_class=2) -> Path:

@@ -6,9 +6,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from kdrun.device import resolve_runtime
 from kdrun.errors import ConfigError
 from kdrun.pipeline import run
+from kdrun.runtime.device import resolve_runtime
 from tests.conftest import SMOKE_FAST
 
 

@@ -10,9 +10,9 @@ import subprocess
 import pytest
 import torch
 
-from kdrun.cache import ArtifactCache
 from kdrun.errors import DivergedError
 from kdrun.pipeline import run
+from kdrun.store.cache import ArtifactCache
 from tests.conftest import SMOKE_FAST
 from tests.test_cli import KDRUN
 
@@ -58,7 +58,7 @@ def test_the_cache_neither_stores_nor_trusts_non_finite_tensors(tmp_path):
     entry = torch.load(path, weights_only=True)
     entry["state_dict"]["w"][0] = float("inf")
     torch.save(entry, path)
-    from kdrun.cache import checksum_record, record_path
+    from kdrun.store.cache import checksum_record, record_path
 
     record_path(path).write_text(json.dumps(checksum_record(path)))
     assert cache.load("teacher", "k2") is None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kdrun.output_dir import LOCK_NAME, START_FILES, check_output_dir, discard_refused_run
+from kdrun.store.output_dir import LOCK_NAME, START_FILES, check_output_dir, discard_refused_run
 
 
 def _start_files(run_dir: Path) -> None:

@@ -13,12 +13,12 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from kdrun.cache import ArtifactCache
 from kdrun.data import get_source
 from kdrun.data.fewshot import resolve_pool
 from kdrun.errors import ConfigError
 from kdrun.pipeline import run
 from kdrun.preflight import preflight
+from kdrun.store.cache import ArtifactCache
 from tests.conftest import SMOKE_FAST
 
 

@@ -12,8 +12,8 @@ import time
 import pytest
 import torch
 
-from kdrun.interrupt import Terminated, report_interrupt, sigterm_raises, stage_of
 from kdrun.pipeline import run
+from kdrun.runtime.interrupt import Terminated, report_interrupt, sigterm_raises, stage_of
 from tests.conftest import SMOKE_FAST
 
 

@@ -17,7 +17,7 @@ from kdrun.errors import ConfigError
 from kdrun.loggers.base import RunLogger, RunPlace
 from kdrun.loggers.tracker import Tracker
 from kdrun.pipeline import run
-from kdrun.record import verify_record
+from kdrun.store.record import verify_record
 from tests.conftest import SMOKE_FAST, compose_config
 
 SMOKE = [*SMOKE_FAST, "episodes=2"]  # two episodes: per-episode series and the mean curve

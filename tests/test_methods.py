@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from kdrun import teacher_features
 from kdrun.losses import LOSSES
 from kdrun.pipeline import run
+from kdrun.stages import teacher_features
 from tests.conftest import SMOKE_FAST
 
 VIEWS = ["pool=10", "soft_labels.views=2"]

@@ -9,8 +9,9 @@ import stat
 
 import torch
 
-from kdrun import pipeline, soft_labels, student, teacher
+from kdrun import pipeline
 from kdrun.pipeline import run
+from kdrun.stages import soft_labels, student, teacher
 from tests.conftest import SMOKE_FAST
 
 

@@ -16,13 +16,13 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import Progress
 
-from kdrun import progress as progress_mod
 from kdrun.data.augment import Normalize
 from kdrun.data.folder import decode_split
-from kdrun.device import resolve_runtime
 from kdrun.losses import build_loss
 from kdrun.models import build_model
-from kdrun.progress import Meter, Running, duration
+from kdrun.runtime import progress as progress_mod
+from kdrun.runtime.device import resolve_runtime
+from kdrun.runtime.progress import Meter, Running, duration
 from kdrun.train import EpochSums, Schedule, fit, predict
 from tests.conftest import compose_config
 

@@ -8,10 +8,10 @@ from torch import nn
 from kdrun.data.augment import Normalize
 from kdrun.data.fewshot import episode_seed, sample_episode
 from kdrun.data.views import ReplayedViews, render_views, sample_view_params, view_batches
-from kdrun.device import Runtime
-from kdrun.metrics import mean_ci
+from kdrun.measure.metrics import mean_ci
 from kdrun.pipeline import run
-from kdrun.soft_labels import distillation_set
+from kdrun.runtime.device import Runtime
+from kdrun.stages.soft_labels import distillation_set
 from kdrun.train import predict_inputs
 from tests.conftest import SMOKE_FAST
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from hydra.core.hydra_config import HydraConfig
 
-import kdrun.cli
+import kdrun.cli.main
 import kdrun.pipeline
-from kdrun.record import read_manifest, verify_record, write_record
-from kdrun.report_cli import main as report_main
-from kdrun.runs_summary import collect, to_csv, to_markdown
-from kdrun.sweep import multirun_rows
+from kdrun.cli.report import main as report_main
+from kdrun.report.runs_summary import collect, to_csv, to_markdown
+from kdrun.report.sweep import multirun_rows
+from kdrun.store.record import read_manifest, verify_record, write_record
 from tests.conftest import SMOKE_FAST
 from tests.test_bad_input import run_cli
 from tests.test_summary import fake_run
@@ -152,7 +152,7 @@ def test_an_older_record_without_checksum_is_unverified_without_numbers(tmp_path
 def kill_job(num: int):
     """finished_metrics that dies in job `num`, as a SIGKILL would just after Hydra wrote the
     job's .hydra/ files: the rest of this process (the sweep) ends with it."""
-    real = kdrun.cli.finished_metrics
+    real = kdrun.cli.main.finished_metrics
 
     def finished_metrics(out_dir, cfg):
         if HydraConfig.get().job.num == num:
@@ -169,7 +169,7 @@ def test_a_killed_job_in_a_reused_sweep_dir_is_missing_not_the_old_numbers(
     sweep_dir = copy(sweep_a, tmp_path / "sweep")
     sweep_b = ["-m", *args(cache, "shots=3,4")]
     with monkeypatch.context() as mp:
-        mp.setattr(kdrun.cli, "finished_metrics", kill_job(1))
+        mp.setattr(kdrun.cli.main, "finished_metrics", kill_job(1))
         assert run_cli(sweep_b, sweep_dir, mp).rc == 137
     assert "shots=4" in (sweep_dir / "1" / ".hydra" / "overrides.yaml").read_text()
 

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from kdrun.run_table import print_summary
+from kdrun.report.run_table import print_summary
 
 NOTE = "student: loss=fitnet; not converged: +6.0 pts in the last half"
 

@@ -17,8 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdrun.cache import ArtifactCache, atomic_torch_save, atomic_write_text, digest, record_path
-from kdrun.storage import make_dirs
+from kdrun.store.cache import (
+    ArtifactCache,
+    atomic_torch_save,
+    atomic_write_text,
+    digest,
+    record_path,
+)
+from kdrun.store.storage import make_dirs
 
 
 @contextmanager
@@ -67,7 +73,7 @@ def test_cache_entries_get_the_umasks_mode(tmp_path, mask):
 READER = """
 import sys
 from pathlib import Path
-from kdrun.cache import ArtifactCache
+from kdrun.store.cache import ArtifactCache
 print("IMPORTED", flush=True)
 entry = ArtifactCache(Path(sys.argv[1])).load("teacher", sys.argv[2])
 assert entry is not None, "the entry was not loaded"
@@ -116,7 +122,7 @@ def test_another_user_loads_a_finished_cache_entry():
 REFUSED = """
 import sys
 from pathlib import Path
-from kdrun.cache import ArtifactCache
+from kdrun.store.cache import ArtifactCache
 from kdrun.errors import StorageError
 print("IMPORTED", flush=True)
 try:

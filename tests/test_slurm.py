@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kdrun.storage import PAUSE_ENV
+from kdrun.store.storage import PAUSE_ENV
 from tests.conftest import SMOKE_FAST
 from tests.test_cli import KDRUN
 from tests.test_sweeps import summary_rows, teacher_trainings

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from kdrun.cache import ArtifactCache, digest
-from kdrun.record import write_record
-from kdrun.report_cli import main as report_main
-from kdrun.runs_summary import collect, draw, to_markdown, write_summary
+from kdrun.cli.report import main as report_main
+from kdrun.report.runs_summary import collect, draw, to_markdown, write_summary
+from kdrun.store.cache import ArtifactCache, digest
+from kdrun.store.record import write_record
 from tests.conftest import compose_config
 
 CFG = compose_config(["experiment=smoke"])

@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from kdrun.cache import ArtifactCache, digest
 from kdrun.data.folder import describe_tree, load_tree, resolve_root
 from kdrun.data.folder_scan import is_tree
 from kdrun.data.registry import ImageDataset, ImageSplit, SourceInfo, register_source
 from kdrun.errors import ConfigError
-from kdrun.storage import missing_dirs, remove_empty_dirs
+from kdrun.store.cache import ArtifactCache, digest
+from kdrun.store.storage import missing_dirs, remove_empty_dirs
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from kdrun.cache import ArtifactCache, digest
 from kdrun.data.folder_scan import TreeScan, fs_error, scan_tree
 from kdrun.data.registry import ImageDataset, ImageSplit, SourceInfo, register_source
 from kdrun.errors import ConfigError
-from kdrun.progress import Meter, progress
+from kdrun.runtime.progress import Meter, progress
+from kdrun.store.cache import ArtifactCache, digest
 
 log = logging.getLogger(__name__)
 

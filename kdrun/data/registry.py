@@ -9,7 +9,7 @@ from typing import Protocol
 import torch
 from omegaconf import DictConfig
 
-from kdrun.cache import ArtifactCache
+from kdrun.store.cache import ArtifactCache
 
 
 @dataclass

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from kdrun.cache import ArtifactCache, digest
 from kdrun.data.registry import ImageDataset, ImageSplit, SourceInfo, register_source
 from kdrun.data.synthetic_images import SYNTHETIC_CLASSES, make_synthetic_split
 from kdrun.errors import ConfigError
+from kdrun.store.cache import ArtifactCache, digest
 
 
 @register_source("synthetic")

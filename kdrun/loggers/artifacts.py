@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kdrun.run_table import summary_table
+from kdrun.report.run_table import summary_table
 
 CURVE_MODELS = (("student", "-"), ("baseline", "--"))
 

@@ -28,7 +28,7 @@ CORE = ("shots", "ways", "loss.name", "student.arch", "teacher.arch", "data.sour
 
 def finished_records(sweep_dir: Path) -> list[dict]:
     """The verified records of the sweep's finished jobs."""
-    from kdrun.record import verify_record
+    from kdrun.store.record import verify_record
 
     checks = [verify_record(p.parent) for p in sorted(sweep_dir.glob("*/metrics.json"))]
     return [c.record for c in checks if c.state == "ok" and c.record.get("status") == "ok"]

@@ -136,7 +136,7 @@ def run_place(out_dir: Path) -> RunPlace:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from kdrun.record import job_overrides
+    from kdrun.store.record import job_overrides
 
     name = " ".join(job_overrides()) or out_dir.name
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:

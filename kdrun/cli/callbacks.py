@@ -11,10 +11,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.console import Console
 
-from kdrun.output_dir import LOCK_NAME, check_output_dir, claim
-from kdrun.record import MANIFEST, read_manifest
-from kdrun.runs_summary import to_rich, write_summary
-from kdrun.sweep import (
+from kdrun.report.runs_summary import to_rich, write_summary
+from kdrun.report.sweep import (
     BASIC_SWEEPER,
     job_overrides,
     log,
@@ -22,6 +20,8 @@ from kdrun.sweep import (
     planned_jobs,
     write_manifest,
 )
+from kdrun.store.output_dir import LOCK_NAME, check_output_dir, claim
+from kdrun.store.record import MANIFEST, read_manifest
 
 
 class CheckOutputDir(Callback):

@@ -16,15 +16,15 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from kdrun.cache import digest
 from kdrun.data.views import view_batches
-from kdrun.device import Runtime
 from kdrun.episode_inputs import EpisodeInputs
 from kdrun.losses import Distiller
 from kdrun.losses.base import teacher_feature_key
 from kdrun.losses.features import FeatureTap
-from kdrun.progress import progress
-from kdrun.soft_labels import SoftLabels
+from kdrun.runtime.device import Runtime
+from kdrun.runtime.progress import progress
+from kdrun.stages.soft_labels import SoftLabels
+from kdrun.store.cache import digest
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ import logging
 from omegaconf import DictConfig
 
 from kdrun.config import config_digest
-from kdrun.convergence import verdict
 from kdrun.episode_inputs import RunInputs
-from kdrun.metrics import aggregate_reports, mean_ci
-from kdrun.slurm import slurm_job
-from kdrun.student import budget_key
+from kdrun.measure.convergence import verdict
+from kdrun.measure.metrics import aggregate_reports, mean_ci
+from kdrun.runtime.slurm import slurm_job
+from kdrun.stages.student import budget_key
 
 log = logging.getLogger("kdrun.pipeline")
 

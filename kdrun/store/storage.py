@@ -71,7 +71,7 @@ def run_dir_key(path: Path | str) -> str:
 
 
 # Directories this process created (make_dirs), in order: a run refused before any work
-# removes those it left empty (kdrun.output_dir.discard_refused_run), and nothing else.
+# removes those it left empty (kdrun.store.output_dir.discard_refused_run), and nothing else.
 DIRS_MADE: list[Path] = []
 
 

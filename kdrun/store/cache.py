@@ -28,8 +28,8 @@ import torch
 from filelock import FileLock, Timeout
 
 from kdrun.errors import StorageError
-from kdrun.finite import nonfinite_count
-from kdrun.storage import (
+from kdrun.measure.finite import nonfinite_count
+from kdrun.store.storage import (
     atomic_write,
     commit,
     make_dirs,

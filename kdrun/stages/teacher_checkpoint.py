@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from kdrun.errors import ConfigError
-from kdrun.finite import nonfinite_count
+from kdrun.measure.finite import nonfinite_count
 from kdrun.models import build_model
 
 log = logging.getLogger(__name__)

@@ -1,9 +1,9 @@
 """A multirun's jobs and its summary, which covers exactly that multirun's jobs
-(kdrun.callbacks.SweepSummary, PreflightSweep).
+(kdrun.cli.callbacks.SweepSummary, PreflightSweep).
 
 At the start the summary callback writes a manifest (an id, and the jobs' overrides where the
 basic sweeper says them up front) to the sweep dir; each job stamps its record with that id
-(kdrun.record). At the end it reads the jobs' records from disk rather than in-process return
+(kdrun.store.record). At the end it reads the jobs' records from disk rather than in-process return
 values, so it works the same with the basic, joblib and submitit launchers, and after a re-run
 that reused jobs.
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from kdrun.record import IGNORED_OVERRIDES, MANIFEST, RECORD, verify_record
-from kdrun.runs_summary import RunRow, ranked, row_from_record
-from kdrun.storage import atomic_write
+from kdrun.report.runs_summary import RunRow, ranked, row_from_record
+from kdrun.store.record import IGNORED_OVERRIDES, MANIFEST, RECORD, verify_record
+from kdrun.store.storage import atomic_write
 
 log = logging.getLogger("kdrun")
 HINT = "hydra.sweep.dir"

@@ -10,15 +10,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from kdrun.cache import digest, file_digest
-from kdrun.checkpoint import TrainingCheckpoint
 from kdrun.data import ImageDataset
 from kdrun.data.fewshot import Episode
 from kdrun.data.views import AugmentedSet
 from kdrun.episode_inputs import EpisodeInputs
 from kdrun.losses import build_loss
 from kdrun.models import build_model
-from kdrun.teacher_checkpoint import checkpoint_path, load_checkpoint
+from kdrun.stages.teacher_checkpoint import checkpoint_path, load_checkpoint
+from kdrun.store.cache import digest, file_digest
+from kdrun.store.checkpoint import TrainingCheckpoint
 from kdrun.train import Schedule, cpu_state_dict, fit, steps_per_epoch
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ class Terminated(KeyboardInterrupt):
 @contextmanager
 def sigterm_raises() -> Iterator[None]:
     """Within the block, SIGTERM (`kill`, a scheduler's time limit) raises Terminated; the
-    previous handler is restored after (kdrun.cli.main also runs inside test processes)."""
+    previous handler is restored after (kdrun.cli.main.main also runs inside test processes)."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise Terminated()
@@ -34,10 +34,10 @@ def sigterm_raises() -> Iterator[None]:
 
 # kdrun modules → the stage they run; a frame of `fit` names its own stage ("teacher", ...).
 STAGE_MODULES = {
-    "kdrun.teacher": "the teacher stage",
-    "kdrun.soft_labels": "soft labelling",
-    "kdrun.teacher_features": "teacher features",
-    "kdrun.student": "student training",
+    "kdrun.stages.teacher": "the teacher stage",
+    "kdrun.stages.soft_labels": "soft labelling",
+    "kdrun.stages.teacher_features": "teacher features",
+    "kdrun.stages.student": "student training",
 }
 EPISODE_LOOP = ("kdrun.pipeline", "_run_episode")  # its local `e` is the episode number
 

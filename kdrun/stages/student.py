@@ -20,8 +20,8 @@ from kdrun.data.views import AugmentedSet, ReplayedViews
 from kdrun.episode_inputs import EpisodeInputs
 from kdrun.losses import Distiller
 from kdrun.models import build_model
-from kdrun.soft_labels import SoftLabels
-from kdrun.teacher_features import OnlineTeacher, TeacherFeatures
+from kdrun.stages.soft_labels import SoftLabels
+from kdrun.stages.teacher_features import OnlineTeacher, TeacherFeatures
 from kdrun.train import Probe, Schedule, TrainingSet, curve_steps, fit
 
 

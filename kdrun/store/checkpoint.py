@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kdrun.cache import ArtifactCache, digest
+from kdrun.store.cache import ArtifactCache, digest
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig
 
-from kdrun.cache import digest, tensor_digest
 from kdrun.data import ImageDataset
 from kdrun.data.fewshot import Episode
 from kdrun.data.views import ViewParams, sample_view_params, view_batches
 from kdrun.episode_inputs import EpisodeInputs
 from kdrun.errors import DivergedError
-from kdrun.finite import nonfinite_count
-from kdrun.progress import Meter, progress
-from kdrun.teacher import TeacherResult
+from kdrun.measure.finite import nonfinite_count
+from kdrun.runtime.progress import Meter, progress
+from kdrun.stages.teacher import TeacherResult
+from kdrun.store.cache import digest, tensor_digest
 from kdrun.train import predict, predict_inputs
 
 log = logging.getLogger(__name__)

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from kdrun.cache import atomic_write_text, digest, file_digest
-from kdrun.storage import storage_error
+from kdrun.store.cache import atomic_write_text, digest, file_digest
+from kdrun.store.storage import storage_error
 
 log = logging.getLogger(__name__)
 
 RECORD = "metrics.json"
-MANIFEST = "kdrun-multirun.json"  # at a multirun's root: its id and job list (kdrun.sweep)
+MANIFEST = "kdrun-multirun.json"  # at a multirun's root: its id and job list (kdrun.report.sweep)
 FILES = ("history.csv", "student.pt", "baseline.pt")
 IGNORED_OVERRIDES = ("hydra.", "data.root=", "data.download=", "cache_dir=")  # paths
 STATUSES = ("ok", "diverged")  # what a run can record; a report adds missing/failed/unverified

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from rich.table import Table
 
-from kdrun.cache import atomic_write, atomic_write_text
-from kdrun.record import RECORD, verify_record
+from kdrun.store.cache import atomic_write, atomic_write_text
+from kdrun.store.record import RECORD, verify_record
 
 
 @dataclass
@@ -35,7 +35,7 @@ class RunRow:
     student_steps: int | None = None
     student_last_half_pts: float | None = None  # gain over the last half of the budget
     baseline_last_half_pts: float | None = None
-    converged: str = ""  # "yes", or which model was still improving (see kdrun/convergence.py)
+    converged: str = ""  # "yes", or which model was still improving (measure/convergence.py)
     loss: str = ""  # the settings a plot's title names when every run shares them
     teacher_arch: str = ""
     student_arch: str = ""

@@ -15,12 +15,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from kdrun.cli.config_dir import check_config_dirs
+from kdrun.cli.override_keys import check_override_keys
 from kdrun.config import config_digest, register_configs
-from kdrun.config_dir import check_config_dirs
 from kdrun.errors import ConfigError, DivergedError, RefusedStart
-from kdrun.interrupt import report_interrupt, sigterm_raises
-from kdrun.override_keys import check_override_keys
-from kdrun.slurm import slurm_cpus
+from kdrun.runtime.interrupt import report_interrupt, sigterm_raises
+from kdrun.runtime.slurm import slurm_cpus
 
 log = logging.getLogger("kdrun")
 
@@ -30,7 +30,7 @@ register_configs()
 def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
     """A verified metrics.json written for this exact config, e.g. a re-run sweep's done job.
     Any other metrics.json there (damaged, unverified, another config) is moved aside."""
-    from kdrun.record import restamp, set_aside, verify_record
+    from kdrun.store.record import restamp, set_aside, verify_record
 
     check = verify_record(out_dir)
     if check.state == "absent":
@@ -46,7 +46,7 @@ def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
 
 def _record_divergence(out_dir: Path, cfg: DictConfig, exc: DivergedError) -> None:
     """A diverged run is a result: metrics.json says so (status, stage, step), with no numbers."""
-    from kdrun.record import write_record
+    from kdrun.store.record import write_record
 
     record = {"status": "diverged", "error": str(exc), "stage": exc.stage, "step": exc.step}
     write_record(out_dir, record, cfg)
@@ -76,7 +76,7 @@ def _share_cores_with_parallel_jobs(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path="pkg://kdrun.conf", config_name="config")
 def _main(cfg: DictConfig) -> float | None:
     from kdrun.pipeline import run
-    from kdrun.run_table import print_summary
+    from kdrun.report.run_table import print_summary
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     metrics = finished_metrics(out_dir, cfg)
@@ -95,7 +95,7 @@ def _main(cfg: DictConfig) -> float | None:
         except ConfigError as exc:
             log.error("%s", exc)
             if isinstance(exc, RefusedStart) and HydraConfig.get().mode == RunMode.RUN:
-                from kdrun.output_dir import discard_refused_run
+                from kdrun.store.output_dir import discard_refused_run
 
                 discard_refused_run(out_dir)  # it holds nothing but the log of this refusal
             sys.exit(2)

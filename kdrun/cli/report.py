@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from kdrun.errors import StorageError
-from kdrun.runs_summary import collect, to_rich, write_summary
+from kdrun.report.runs_summary import collect, to_rich, write_summary
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """The run (or sweep) directory, before any job starts: check it can be written, so an
 unwritable `hydra.run.dir` fails in one paragraph naming the path instead of a traceback, and
-claim it, so two live runs never share one directory (kdrun.callbacks.CheckOutputDir)."""
+claim it, so two live runs never share one directory (kdrun.cli.callbacks.CheckOutputDir)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from kdrun.errors import StorageError
-from kdrun.storage import DIRS_MADE, ensure_writable_dir, remove_empty_dirs
+from kdrun.store.storage import DIRS_MADE, ensure_writable_dir, remove_empty_dirs
 
 try:
     import fcntl

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from kdrun.metrics import mean_ci
+from kdrun.measure.metrics import mean_ci
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from kdrun.cache import digest
 from kdrun.episode_inputs import EpisodeInputs
-from kdrun.metrics import classification_report
-from kdrun.progress import progress
-from kdrun.teacher import TeacherResult
+from kdrun.measure.metrics import classification_report
+from kdrun.runtime.progress import progress
+from kdrun.stages.teacher import TeacherResult
+from kdrun.store.cache import digest
 from kdrun.train import predict
 
 

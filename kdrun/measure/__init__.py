@@ -1,0 +1,1 @@
+"""Measurements the stages take: accuracy and its CI, convergence, finiteness."""

@@ -1,0 +1,1 @@
+"""The pipeline's stages: teacher, soft labels, teacher features, student, evaluation."""

@@ -1,0 +1,1 @@
+"""What lasts between runs: the content-addressed cache, atomic storage, checkpoints, records."""
