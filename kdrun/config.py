@@ -165,6 +165,64 @@ class SoftLabelConf:
 
 
 @dataclass
+class TransferSchema:
+    """Where the student's distillation inputs come from, beyond its shots (kdrun/transfer/)."""
+
+    name: str = MISSING
+
+
+@dataclass
+class MixTransferConf(TransferSchema):
+    """Function matching: every step mixes fresh crops of the shots; the teacher labels them."""
+
+    mix: str = "both"  # mixup | cutmix | both (each batch draws one of the two)
+    mix_alpha: float = 1.0  # Beta(a, a) mixing weights
+    images: int = 10000  # mixes one pass of the student sees: student.epochs counts these
+
+
+@dataclass
+class SynthesisConf(TransferSchema):
+    """What inversion and generator share: how many images, in batches, at what cost each."""
+
+    images: int = 2000  # images to synthesise (cached, then labelled like pool images)
+    batch_size: int = 200  # images synthesised together (one cache entry: the resume unit)
+    steps: int = 200  # optimisation steps per batch
+    lr: float = 0.1  # Adam's step size on the pixels (inversion) or the generator
+    bn_weight: float = 1.0  # DeepInversion's BatchNorm-statistics term
+    ce_weight: float = 1.0  # cross-entropy of the teacher's logits to each image's target class
+    adversarial_weight: float = 0.0  # seek images where a proxy student disagrees with the teacher
+    proxy_steps: int = 20  # proxy-student KD steps after each batch (when adversarial_weight > 0)
+
+
+@dataclass
+class InversionConf(SynthesisConf):
+    tv_weight: float = 1e-4  # total-variation prior (smooth images)
+    l2_weight: float = 1e-5  # L2 prior on the pixels
+    init: str = "shots"  # shots: start from noisy crops of a shot of the target class | noise
+    init_noise: float = 0.5  # std of the Gaussian noise added to the start (normalised units)
+    jitter: int = 2  # random shift (pixels) and flip each step, as in DeepInversion
+
+
+@dataclass
+class GeneratorConf(SynthesisConf):
+    batch_size: int = 128
+    steps: int = 20  # generator updates per generated batch
+    lr: float = 1e-3
+    adversarial_weight: float = 1.0  # DFAD/ZSKT: the generator seeks student-teacher disagreement
+    latent: int = 128  # noise dimensions (concatenated with a class embedding)
+
+
+# Each source's `transfer.*` keys; kdrun/transfer/<name>.py implements it.
+TRANSFER_SCHEMAS: dict[str, type[TransferSchema]] = {
+    "pool": TransferSchema,
+    "shots": TransferSchema,
+    "mix": MixTransferConf,
+    "inversion": InversionConf,
+    "generator": GeneratorConf,
+}
+
+
+@dataclass
 class DeviceConf:
     type: str = "auto"
     precision: str = "auto"
@@ -205,14 +263,16 @@ class Config:
     loss: Any = MISSING  # typed by each method's own schema (LOSS_SCHEMAS)
     device: DeviceConf = MISSING
     logger: Any = MISSING  # typed by its option's schema (LOGGER_SCHEMAS)
+    transfer: Any = MISSING  # typed by its source's schema (TRANSFER_SCHEMAS)
     soft_labels: SoftLabelConf = field(default_factory=SoftLabelConf)
     ways: int = 10  # N: classes per few-shot task (all ten when 10)
     shots: int = 5  # K: labelled training images per class for the student
     seed: int = 0  # draws the classes and shots, and seeds the students
     episodes: int = 1  # independent draws of classes and shots; metrics report mean ± 95% CI
-    # Unlabelled training images per class for the student: an integer, "auto" (500 capped
-    # to what the smallest class has left after the shots) or "all" (everything the smallest
-    # class has left); resolved by fewshot.resolve_pool.
+    # transfer=pool's unlabelled training images per class for the student: an integer, "auto"
+    # (500 capped to what the smallest class has left after the shots) or "all" (everything the
+    # smallest class has left); resolved by fewshot.resolve_pool. pool=0 means transfer=shots;
+    # every other transfer uses no real image beyond the shots (pool resolves to 0).
     pool: Any = "auto"
     cache_dir: str = "${oc.env:KDRUN_CACHE_DIR,outputs/cache}"
     eval_batch_size: int = 200  # CPU inference ~35% faster than 1000: activations stay in cache
@@ -232,6 +292,7 @@ def register_configs() -> None:
         ("data", DATA_SCHEMAS),
         ("loss", LOSS_SCHEMAS),
         ("logger", LOGGER_SCHEMAS),
+        ("transfer", TRANSFER_SCHEMAS),
     ):
         for option, schema in schemas.items():
             store.store(name=schema_name(group, option), node=schema)

@@ -25,6 +25,7 @@ from kdrun.stages.soft_labels import SoftLabels, get_soft_labels
 from kdrun.stages.student import budget_steps, train_student
 from kdrun.stages.teacher import TeacherResult, prepare_teacher
 from kdrun.stages.teacher_features import TeacherFeatures, get_teacher_features
+from kdrun.stages.transfer import prepare_transfer
 from kdrun.store.cache import (
     ArtifactCache,
     atomic_torch_save,
@@ -34,7 +35,7 @@ from kdrun.store.cache import (
 )
 from kdrun.store.record import write_record
 from kdrun.store.storage import remove_stale_temps
-from kdrun.train import cpu_state_dict
+from kdrun.train import TrainingSet, cpu_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +70,18 @@ def _run_episode(
     _add(timing, "teacher", time.perf_counter() - start)
     log.info("teacher: test accuracy %.4f (%s)", teacher_report["test_acc"], teacher.source)
 
-    soft = get_soft_labels(teacher, cfg.soft_labels, inputs)
-    _add(timing, "soft_labels", soft.seconds)
+    picture = out_dir / "transfer.png" if e == 0 else None
+    made = prepare_transfer(cfg.transfer, teacher, inputs, cfg.student.arch, picture)
+    _add(timing, "transfer", made.seconds)
+    soft, features = None, None
     distiller = copy.deepcopy(resolved)  # each episode binds its own student's projections
-    features = _teacher_features(cfg, distiller, teacher, soft, inputs)
+    if not made.online:  # transfer=mix: the teacher labels each step's inputs in the loop
+        soft = get_soft_labels(teacher, cfg.soft_labels, inputs, made)
+        _add(timing, "soft_labels", soft.seconds)
+        features = _teacher_features(cfg, distiller, teacher, soft, inputs)
     if features is not None:
         _add(timing, "teacher_features", features.seconds)
-    if features is None or features.mode != "online":
+    if not made.online and (features is None or features.mode != "online"):
         teacher.model.cpu()  # the student stage does not run the teacher
 
     history = list(teacher.history) if teacher.source == "trained" else []
@@ -84,7 +90,8 @@ def _run_episode(
     baseline_source = "trained"
     baseline = build_loss(CE, cfg.student.label_smoothing)
     for stage, method in (("student", distiller), ("baseline", baseline)):
-        entry = _train_and_test(cfg.student, stage, method, inputs, soft, features)
+        online = made.training_set if stage == "student" else None
+        entry = _train_and_test(cfg.student, stage, method, inputs, soft, features, online)
         _add(timing, stage, entry["seconds"])
         _add(timing, "curve", entry["curve_seconds"])  # already inside the stage's seconds
         history += [{**row, "episode": e} for row in entry["history"]]
@@ -115,7 +122,12 @@ def _run_episode(
         "kd_gain": reports["student"]["test_acc"] - reports["baseline"]["test_acc"],
         "curves": curves,
         "baseline_source": baseline_source,  # "cache": reused, trained by an earlier run
-        "soft_labels": {"hit": soft.hit, "bytes": soft.nbytes, "views": cfg.soft_labels.views},
+        "transfer": made.describe(),
+        "soft_labels": (
+            {"hit": soft.hit, "bytes": soft.nbytes, "views": cfg.soft_labels.views}
+            if soft is not None
+            else None
+        ),
         "teacher_features": features.describe() if features is not None else None,
     }
     return record, history, teacher.source
@@ -161,11 +173,12 @@ def _train_and_test(
     stage: str,
     distiller: Distiller,
     inputs: EpisodeInputs,
-    soft: SoftLabels,
+    soft: SoftLabels | None,
     features: TeacherFeatures | None,
+    online: TrainingSet | None = None,
 ) -> dict:
     """Train a student (or reuse a cached baseline) and score it on the test split; `cfg` is
-    `student`."""
+    `student`. `online`: the student's inputs when a transfer labels them in the loop."""
 
     def train_and_test() -> dict:
         trained = train_student(
@@ -175,6 +188,7 @@ def _train_and_test(
             soft,
             stage=stage,
             features=features if stage == "student" else None,
+            online=online,
             score=lambda model: accuracy_on_test_split(model, inputs),
         )
         report = report_on_test_split(trained.model, inputs)

@@ -16,9 +16,9 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from kdrun.config import DATA_SCHEMAS, LOGGER_SCHEMAS, Config
+from kdrun.config import DATA_SCHEMAS, LOGGER_SCHEMAS, TRANSFER_SCHEMAS, Config
 from kdrun.data import SourceInfo, get_source
-from kdrun.data.fewshot import resolve_pool
+from kdrun.data.fewshot import resolve_pool, transfer_name
 from kdrun.errors import ConfigError
 from kdrun.loggers import check_logger
 from kdrun.losses import LOSSES, Distiller, build_loss, loss_params
@@ -27,6 +27,7 @@ from kdrun.optimizers import OPTIMIZERS
 from kdrun.runtime.device import Runtime, resolve_runtime
 from kdrun.stages.teacher import load_checkpoint
 from kdrun.store.storage import ensure_writable_dir
+from kdrun.transfer import TRANSFERS, build_transfer, transfer_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,9 @@ def preflight(cfg: DictConfig) -> Checked:
     check_counts(cfg, info.classes, info.train_counts, pool=pool)
     if cfg.teacher.checkpoint:
         load_checkpoint(cfg.teacher.checkpoint, cfg.teacher.arch, cfg.ways)
+    build_transfer(cfg.transfer).check_teacher(
+        build_meta_model(cfg.teacher.arch, cfg.ways), cfg.teacher.arch
+    )
     distiller = build_loss(cfg.loss, cfg.student.label_smoothing)
     if distiller.uses_features:  # layer names and shapes: weightless models are enough
         size = cfg.data.image_size
@@ -186,6 +190,7 @@ def check_ranges(cfg: DictConfig) -> None:
         f"loss.name={cfg.loss.name!r} is unknown; choose one of: {', '.join(sorted(LOSSES))}.",
     )
     LOSSES[cfg.loss.name].check(loss_params(cfg.loss))
+    check_transfer(cfg)
     dev = cfg.device
     _require(
         dev.type in DEVICE_TYPES,
@@ -213,6 +218,36 @@ def check_ranges(cfg: DictConfig) -> None:
     check_logger(cfg.logger.name)  # last: it imports the tracker's library
 
 
+def check_transfer(cfg: DictConfig) -> None:
+    """transfer=...: a known source, its keys in range, and no other key saying otherwise."""
+    name = transfer_name(cfg)
+    _require(
+        name in TRANSFERS,
+        f"transfer={name!r} is unknown; choose one of: {', '.join(TRANSFERS)}.",
+    )
+    source = TRANSFERS[name]
+    source.check(transfer_params(cfg.transfer))
+    _require(
+        source.uses_pool or cfg.pool in ("auto", 0),
+        f"pool={cfg.pool} draws real unlabelled images, but transfer={name} uses no real image "
+        "beyond the shots; drop pool, or use transfer=pool to distil on a pool.",
+    )
+    if source.online:
+        _require(
+            cfg.soft_labels.mix == "none",
+            f"soft_labels.mix={cfg.soft_labels.mix} describes cached views, but transfer=mix "
+            "labels fresh mixes in the loop; say how to mix with transfer.mix "
+            "(mixup, cutmix or both).",
+        )
+        distiller = LOSSES[cfg.loss.name]
+        _require(
+            not distiller.uses_features,
+            f"loss={cfg.loss.name} distils the teacher's features, which transfer=mix does not "
+            "compute in its loop; use a logit method (kd, dist, dkd) with transfer=mix, or "
+            "transfer=shots with soft_labels.views and soft_labels.mix.",
+        )
+
+
 def _check_resolvable(cfg: DictConfig) -> None:
     """A `${...}` that names no key or unset variable, or resolves to the wrong type, fails on
     first access with a traceback; resolve everything once, up front, instead."""
@@ -231,6 +266,9 @@ def _check_extra_ranges(cfg: DictConfig) -> None:
         unknown = next(_unknown_keys(cfg.data, DATA_SCHEMAS[cfg.data.source], "data."), None)
     if unknown is None and cfg.logger.name in LOGGER_SCHEMAS:
         unknown = next(_unknown_keys(cfg.logger, LOGGER_SCHEMAS[cfg.logger.name], "logger."), None)
+    name = transfer_name(cfg)
+    if unknown is None and name in TRANSFER_SCHEMAS and "transfer" in cfg:
+        unknown = next(_unknown_keys(cfg.transfer, TRANSFER_SCHEMAS[name], "transfer."), None)
     _require(
         unknown is None,
         f"{unknown} is not a kdrun config key (added with '+'?); see docs/configuration.md "

@@ -19,10 +19,12 @@ from kdrun.config import (
     DATA_SCHEMAS,
     LOGGER_SCHEMAS,
     LOSS_SCHEMAS,
+    TRANSFER_SCHEMAS,
     Config,
     DataConf,
     LoggerConf,
     LossSchema,
+    TransferSchema,
 )
 
 # Groups whose options bring keys of their own: `loss.alpha` is a key of some options only.
@@ -30,8 +32,14 @@ OPTION_SCHEMAS: dict[str, dict[str, type]] = {
     "data": DATA_SCHEMAS,
     "loss": LOSS_SCHEMAS,
     "logger": LOGGER_SCHEMAS,
+    "transfer": TRANSFER_SCHEMAS,
 }
-BASE_SCHEMAS: dict[str, type] = {"data": DataConf, "loss": LossSchema, "logger": LoggerConf}
+BASE_SCHEMAS: dict[str, type] = {
+    "data": DataConf,
+    "loss": LossSchema,
+    "logger": LoggerConf,
+    "transfer": TransferSchema,
+}
 MAX_COMPOSITIONS = 16  # a sweep over group options is checked for every combination, up to this
 
 

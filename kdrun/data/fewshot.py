@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,10 @@ def resolve_pool(
     """The pool size per class the run uses. `pool=auto` takes AUTO_POOL capped to what the
     smallest class has left after the shots, so a small image set works without tuning;
     `pool=all` takes all of that; an integer is taken as given (check_counts refuses one that
-    does not fit). The one place that reads `cfg.pool`: everything downstream gets this integer."""
+    does not fit). The one place that reads `cfg.pool`: everything downstream gets this integer.
+    Only transfer=pool draws real images beyond the shots: every other transfer's pool is 0."""
+    if transfer_name(cfg) != "pool":
+        return 0
     if cfg.pool not in ("auto", "all"):
         return int(cfg.pool)
     fewest = min(train_counts)
@@ -106,6 +109,11 @@ def resolve_pool(
             "pool=%s: %d per class (%sclass %r has %d %s)", cfg.pool, pool, cap, name, fewest, unit
         )
     return pool
+
+
+def transfer_name(cfg: DictConfig) -> str:
+    """The configured transfer source; configs made without the group are the pool's."""
+    return OmegaConf.select(cfg, "transfer.name", default="pool", throw_on_missing=False) or "pool"
 
 
 def episode_seed(seed: int, episode: int) -> int:

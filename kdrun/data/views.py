@@ -90,15 +90,37 @@ def sample_view_params(
         rng = np.random.default_rng(seed)  # numpy's Beta sampler takes a seed; torch's does not
         lam = torch.from_numpy(rng.beta(mix_alpha, mix_alpha, shape)).float()
         if mix == "cutmix":
-            cut = (1 - lam).sqrt()
-            ch, cw = (cut * size).round().long(), (cut * size).round().long()
-            cy = torch.randint(0, size, shape, generator=gen)
-            cx = torch.randint(0, size, shape, generator=gen)
-            y0, y1 = (cy - ch // 2).clamp(0, size), (cy + (ch + 1) // 2).clamp(0, size)
-            x0, x1 = (cx - cw // 2).clamp(0, size), (cx + (cw + 1) // 2).clamp(0, size)
-            box = torch.stack([y0, y1, x0, x1], dim=-1)
-            lam = 1 - ((y1 - y0) * (x1 - x0)).float() / (size * size)
+            box, lam = cutmix_boxes(lam, size, gen)
     return ViewParams(dy, dx, flips, partner, lam.float(), box, mix)
+
+
+def cutmix_boxes(
+    lam: torch.Tensor, size: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A box (y0, y1, x0, x1) covering about 1 - lam of each image, clipped to its edges, and
+    the weight lam the clipped box really leaves to the image (CutMix, Yun et al. 2019)."""
+    cut = (1 - lam).sqrt()
+    ch, cw = (cut * size).round().long(), (cut * size).round().long()
+    cy = torch.randint(0, size, lam.shape, generator=gen, device=gen.device)
+    cx = torch.randint(0, size, lam.shape, generator=gen, device=gen.device)
+    y0, y1 = (cy - ch // 2).clamp(0, size), (cy + (ch + 1) // 2).clamp(0, size)
+    x0, x1 = (cx - cw // 2).clamp(0, size), (cx + (cw + 1) // 2).clamp(0, size)
+    box = torch.stack([y0, y1, x0, x1], dim=-1)
+    return box, 1 - ((y1 - y0) * (x1 - x0)).float() / (size * size)
+
+
+def paste_boxes(x: torch.Tensor, other: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """`x` with `other` pasted inside each image's box (B, 4): y0, y1, x0, x1."""
+    h, w = x.shape[-2:]
+    ys = torch.arange(h, device=x.device)[None, :, None]
+    xs = torch.arange(w, device=x.device)[None, None, :]
+    inside = (
+        (ys >= box[:, 0, None, None])
+        & (ys < box[:, 1, None, None])
+        & (xs >= box[:, 2, None, None])
+        & (xs < box[:, 3, None, None])
+    )
+    return torch.where(inside[:, None], other, x)
 
 
 def render_views(
@@ -117,17 +139,7 @@ def render_views(
     partner = params.partner[idx, view]
     other = normalize(crop_flip_with(images[partner], dy, dx, flip, padding))
     if params.mix == "cutmix":  # paste the partner's patch
-        box = params.box[idx, view]
-        h, w = x.shape[-2:]
-        ys = torch.arange(h, device=x.device)[None, :, None]
-        xs = torch.arange(w, device=x.device)[None, None, :]
-        inside = (
-            (ys >= box[:, 0, None, None])
-            & (ys < box[:, 1, None, None])
-            & (xs >= box[:, 2, None, None])
-            & (xs < box[:, 3, None, None])
-        )
-        return torch.where(inside[:, None], other, x)
+        return paste_boxes(x, other, params.box[idx, view])
     lam = params.lam[idx, view][:, None, None, None]
     return lam * x + (1 - lam) * other
 

@@ -10,6 +10,7 @@ import logging
 from omegaconf import DictConfig
 
 from kdrun.config import config_digest
+from kdrun.data.fewshot import transfer_name
 from kdrun.episode_inputs import RunInputs
 from kdrun.measure.convergence import verdict
 from kdrun.measure.metrics import aggregate_reports, mean_ci
@@ -69,6 +70,7 @@ def run_metrics(
             "pool_requested": cfg.pool,
             "views": cfg.soft_labels.views,
             "mix": cfg.soft_labels.mix,
+            "transfer": transfer_name(cfg),
         },
         "episodes": records,
         "timing": {k: round(v, 3) for k, v in timing.items()},

@@ -27,6 +27,7 @@ from kdrun.runtime.progress import Meter, progress
 from kdrun.stages.teacher import TeacherResult
 from kdrun.store.cache import digest, tensor_digest
 from kdrun.train import predict, predict_inputs
+from kdrun.transfer import TransferSet
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,12 @@ class SoftLabels:
     hit: bool
     seconds: float
     key: str = ""  # the cache key: teacher features of the same views extend it
+    extra_images: torch.Tensor | None = None  # uint8 images a transfer made beyond the split
+
+    def images(self, dataset: ImageDataset) -> torch.Tensor:
+        """The uint8 images these logits label, in order: split images, then made ones."""
+        real = dataset.train.images[self.indices]
+        return real if self.extra_images is None else torch.cat([real, self.extra_images])
 
     @property
     def nbytes(self) -> int:
@@ -60,8 +67,10 @@ def distillation_set(episode: Episode) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def soft_label_key(
-    teacher_identity: str, dataset: ImageDataset, episode: Episode, view: dict
+    teacher_identity: str, dataset: ImageDataset, episode: Episode, view: dict, made: str = ""
 ) -> str:
+    """`made`: the cache key of images a transfer made (absent for real images alone, so the
+    keys of pool and shots runs are those they always had)."""
     indices, _ = distillation_set(episode)
     return digest(
         {
@@ -72,13 +81,19 @@ def soft_label_key(
             "classes": episode.classes,
             "indices": tensor_digest(indices),
             "view": view,
+            **({"made": made} if made else {}),
         }
     )
 
 
-def get_soft_labels(teacher: TeacherResult, cfg: DictConfig, inputs: EpisodeInputs) -> SoftLabels:
-    """Load the teacher's logits for this episode's distillation set, or compute and store them;
-    `cfg` is `soft_labels`."""
+def get_soft_labels(
+    teacher: TeacherResult,
+    cfg: DictConfig,
+    inputs: EpisodeInputs,
+    made: TransferSet | None = None,
+) -> SoftLabels:
+    """Load the teacher's logits for this episode's distillation set (with the images a
+    transfer `made`), or compute and store them; `cfg` is `soft_labels`."""
     dataset, episode, normalize, runtime = (
         inputs.dataset,
         inputs.episode,
@@ -87,6 +102,9 @@ def get_soft_labels(teacher: TeacherResult, cfg: DictConfig, inputs: EpisodeInpu
     )
     augment, batch_size = inputs.augment, inputs.eval_batch_size
     indices, labels = distillation_set(episode)
+    extra = made.images if made is not None and made.images is not None else None
+    if extra is not None:
+        labels = torch.cat([labels, torch.full((len(extra),), -1, dtype=torch.int64)])
     views = cfg.views
     view = {"views": views}
     if views:
@@ -97,7 +115,9 @@ def get_soft_labels(teacher: TeacherResult, cfg: DictConfig, inputs: EpisodeInpu
             "padding": augment.crop_padding,
             "flip": augment.flip,
         }
-    key = soft_label_key(teacher.identity, dataset, episode, view)
+    key = soft_label_key(
+        teacher.identity, dataset, episode, view, made.key if extra is not None else ""
+    )
     start = time.perf_counter()
 
     def label() -> dict:
@@ -109,17 +129,20 @@ def get_soft_labels(teacher: TeacherResult, cfg: DictConfig, inputs: EpisodeInpu
         return entry
 
     def _label() -> dict:
-        with progress("labelling", len(indices) * max(1, views), "image") as meter:
+        with progress("labelling", len(labels) * max(1, views), "image") as meter:
             return _label_views(meter)
 
     def _label_views(meter: Meter) -> dict:
-        images = dataset.train.images[indices].to(runtime.device)
+        images = dataset.train.images[indices]
+        if extra is not None:
+            images = torch.cat([images, extra])
+        images = images.to(runtime.device)
         if not views:
             logits = predict(teacher.model, images, normalize, runtime, batch_size, meter)
             return {"logits": logits.half(), "indices": indices}
         size = dataset.train.images.shape[-1]
         params = sample_view_params(
-            len(indices),
+            len(labels),
             views,
             augment.crop_padding,
             augment.flip,
@@ -147,17 +170,17 @@ def get_soft_labels(teacher: TeacherResult, cfg: DictConfig, inputs: EpisodeInpu
     entry, hit = inputs.cache.get_or_build("soft_labels", key, label)
     params = ViewParams.from_dict(entry["params"], cfg.mix) if views else None
     seconds = 0.0 if hit else time.perf_counter() - start
-    result = SoftLabels(indices, labels, entry["logits"], params, hit, seconds, key)
+    result = SoftLabels(indices, labels, entry["logits"], params, hit, seconds, key, extra)
     if hit:
         log.info(
             "soft labels: cache hit (%d images, %d bytes, nothing recomputed)",
-            len(indices),
+            len(labels),
             result.nbytes,
         )
     else:
         log.info(
             "soft labels: teacher labelled %d images x %d view(s) in %.2fs (%d bytes cached)",
-            len(indices),
+            len(labels),
             max(1, views),
             seconds,
             result.nbytes,

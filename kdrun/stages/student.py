@@ -72,7 +72,7 @@ def student_training_set(
     if soft is None:
         images = dataset.train.images[episode.shot_indices].to(dev)
         return AugmentedSet(images, {"labels": episode.shot_labels.to(dev)}, normalize, pad, flip)
-    images = dataset.train.images[soft.indices].to(dev)
+    images = soft.images(dataset).to(dev)
     labels = soft.labels.to(dev)
     if soft.params is None:
         targets = {"labels": labels, "teacher_logits": soft.logits.to(dev).float()}
@@ -98,15 +98,21 @@ def train_student(
     *,
     stage: str,
     features: TeacherFeatures | None = None,
+    online: TrainingSet | None = None,
     score: Callable[[nn.Module], float] | None = None,
 ) -> StudentResult:
     """Train on the episode's shots (and the teacher's labels), seeded by the episode so the
     student and the baseline start from the same weights; `score` draws the learning curve at
-    cfg.curve fractions of the budget."""
+    cfg.curve fractions of the budget; `online`: inputs a transfer labels in the loop (mix)."""
     runtime, seed = inputs.runtime, inputs.episode.seed
-    if distiller.needs_teacher and soft is None:
+    if distiller.needs_teacher and soft is None and online is None:
         raise ValueError(f"loss {distiller.name!r} needs the teacher's soft labels")
-    train_set = student_training_set(inputs, soft if distiller.needs_teacher else None, features)
+    if online is not None and distiller.needs_teacher:
+        train_set = online
+    else:
+        train_set = student_training_set(
+            inputs, soft if distiller.needs_teacher else None, features
+        )
     steps = budget_steps(cfg, distinct_inputs(train_set))
     if features is not None and features.mode == "online":
         train_set = OnlineTeacher(train_set, features.model, distiller, runtime)

@@ -86,7 +86,7 @@ def get_teacher_features(
     padding = inputs.augment.crop_padding
     sample = normalize(inputs.dataset.train.images[:2].to(runtime.device))
     views = cfg.views
-    nbytes = _bytes_per_view(teacher_model, distiller, sample, runtime) * len(soft.indices)
+    nbytes = _bytes_per_view(teacher_model, distiller, sample, runtime) * len(soft.labels)
     nbytes *= max(1, views)
     mb = nbytes / 2**20
     layers = ", ".join(distiller.teacher_layers)
@@ -99,7 +99,7 @@ def get_teacher_features(
     start = time.perf_counter()
 
     def compute() -> dict:
-        images = inputs.dataset.train.images[soft.indices].to(runtime.device)
+        images = soft.images(inputs.dataset).to(runtime.device)
         params = soft.params.to(runtime.device)
         per_view = []
         with progress("features", len(images) * views, "image") as meter:
@@ -120,7 +120,7 @@ def get_teacher_features(
         layers,
         verb,
         mb,
-        len(soft.indices),
+        len(soft.labels),
         views,
     )
     return TeacherFeatures(
