@@ -5,11 +5,11 @@ BIN       := $(VENV)/bin
 DATA_ROOT ?= $(KDRUN_DATA_ROOT)
 ARGS      ?=
 
-.PHONY: install run smoke test test-slow bench lint format clean
+.PHONY: install run smoke test test-slow bench lint format docs docs-serve clean
 
 $(BIN)/kdrun: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev,slurm,tensorboard,mlflow]'
+	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev,slurm,tensorboard,mlflow,docs]'
 	touch $@
 
 install: $(BIN)/kdrun
@@ -43,5 +43,13 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The docs site from docs/ (mkdocs.yml): strict, so a broken link or a missing page fails.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The same site on http://127.0.0.1:8000, rebuilt on every edit.
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict
+
 clean:
-	rm -rf $(VENV) outputs .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) outputs site .pytest_cache .ruff_cache *.egg-info

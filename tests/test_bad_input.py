@@ -1,4 +1,5 @@
-"""Every row of docs/configuration.md's bad-input tables, run through the CLI's own entry point.
+"""Every row of the bad-input tables (docs/configuration.md, docs/faults.md), run through the
+CLI's own entry point.
 
 Each case runs `kdrun.cli.main.main` in-process (Hydra's composition, error reporting and our
 ConfigError handler, exactly as the console script runs them, at ~0.1 s instead of ~3.5 s per
@@ -30,7 +31,10 @@ from PIL import Image
 import kdrun.cli.main
 from kdrun.models import build_model
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+DOCS = [
+    Path(__file__).resolve().parents[1] / "docs" / page
+    for page in ("configuration.md", "faults.md")
+]
 KDRUN = str(Path(sys.executable).with_name("kdrun"))
 BASE = [
     "experiment=smoke",
@@ -712,8 +716,9 @@ def test_bad_input_row(row: Row, paths, tmp_path, monkeypatch):
 
 
 def _doc_rows() -> list[str]:
-    """First-column entries of every table in docs/configuration.md, backticks removed."""
-    rows = re.findall(r"^\| `?([^|`]+?)`? \|", DOC.read_text(), flags=re.M)
+    """First-column entries of every table in the two pages, backticks removed."""
+    text = "\n".join(doc.read_text() for doc in DOCS)
+    rows = re.findall(r"^\| `?([^|`]+?)`? \|", text, flags=re.M)
     return [r for r in rows if r not in ("key", "case")]
 
 
