@@ -12,7 +12,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from kdrun.config import DATA_SCHEMAS, LOGGER_SCHEMAS, LOSS_SCHEMAS
+from kdrun.config import DATA_SCHEMAS, LOGGER_SCHEMAS, LOSS_SCHEMAS, TRANSFER_SCHEMAS
 from tests.conftest import CONF_DIR, compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,10 +25,20 @@ VARIANTS = (
     + [[f"logger={name}"] for name in LOGGER_SCHEMAS if name != "none"]
     + [[f"data={name}"] for name in DATA_SCHEMAS if name not in ("cifar10", "folder")]
     + [["data=folder", "data.root=/some/tree"]]
+    + [[f"transfer={name}"] for name in TRANSFER_SCHEMAS if name != "pool"]
 )
 OPTION_NAMES = {
     group: sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-    for group in ("teacher", "student", "data", "loss", "device", "logger", "experiment")
+    for group in (
+        "teacher",
+        "student",
+        "data",
+        "loss",
+        "device",
+        "logger",
+        "experiment",
+        "transfer",
+    )
 }
 NUMBER = re.compile(r"(?<![\w.$/])-?\d+(?:\.\d+)?(?:e-?\d+)?(?![\w/])")
 ENV = re.compile(r"^\$\{oc\.env:(\w+),(.*)\}$")

@@ -44,6 +44,9 @@ def summary_table(metrics: dict, with_notes: bool = True) -> Table:
     title = f"kdrun · {s['ways']}-way {s['shots']}-shot · seed {s['seed']}"
     if s["pool"]:
         title += f" · pool {s['pool']}"
+    transfer = s.get("transfer", "pool")
+    if transfer not in ("pool", "shots"):
+        title += f" · transfer={transfer}"
     if s["views"]:
         title += f" · {s['views']} views" + (f" ({s['mix']})" if s["mix"] != "none" else "")
     if episodes > 1:
@@ -54,7 +57,7 @@ def summary_table(metrics: dict, with_notes: bool = True) -> Table:
         table.add_column(col, justify="right" if right else "left")
     t, b, st = metrics["teacher"], metrics["baseline"], metrics["student"]
     rows = (
-        ("teacher", t, timing["teacher"] + timing["soft_labels"]),
+        ("teacher", t, timing["teacher"] + timing.get("soft_labels", 0.0)),
         ("baseline", b, timing["baseline"]),
         ("student", st, timing["student"]),
     )
@@ -68,6 +71,11 @@ def summary_table(metrics: dict, with_notes: bool = True) -> Table:
             f"{seconds:.1f}",
         ]
         table.add_row(*cells, *([text[name]] if with_notes else []))
+        if name == "teacher" and timing.get("transfer"):  # synthesis: its own time
+            made = sum(r.get("transfer", {}).get("images", 0) for r in metrics["episodes"])
+            note = f"{made} images made over {episodes} episode(s)"
+            row = ["transfer", transfer, "", "", f"{timing['transfer']:.1f}"]
+            table.add_row(*row, *([note] if with_notes else []))
     table.add_section()
     gain = f"{metrics['kd_gain']:+.4f}"
     if episodes > 1:
