@@ -28,8 +28,10 @@ register_configs()
 
 
 def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
-    """A verified metrics.json written for this exact config, e.g. a re-run sweep's done job.
-    Any other metrics.json there (damaged, unverified, another config) is moved aside."""
+    """A verified metrics.json written for this exact config and these exact inputs (data,
+    teacher checkpoint, kdrun version), e.g. a re-run sweep's done job. Any other metrics.json
+    there (damaged, unverified, another config, other inputs at the same paths) is moved aside."""
+    from kdrun.pipeline import input_proof
     from kdrun.store.record import restamp, set_aside, verify_record
 
     check = verify_record(out_dir)
@@ -41,7 +43,25 @@ def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
     if check.record["config_digest"] != config_digest(cfg):
         set_aside(out_dir, "a record of another config (e.g. an earlier sweep in this dir)")
         return None
+    try:
+        proof = input_proof(cfg)
+    except ConfigError:
+        return None  # unreadable inputs: the run's preflight says so; the record stays
+    changed = _changed_inputs(check.record.get("inputs"), proof)
+    if changed:
+        set_aside(out_dir, f"a record of other inputs ({changed} changed since it was written)")
+        return None
     return restamp(out_dir, check.record, cfg)  # now also a job of this multirun, if one
+
+
+INPUT_NAMES = {"data": "the data", "teacher_checkpoint": "the teacher checkpoint", "kdrun": "kdrun"}
+
+
+def _changed_inputs(recorded: object, proof: dict) -> str:
+    """Which inputs differ between a record's proof and this run's, as words; "" if none."""
+    if not isinstance(recorded, dict):
+        return "no proof of its inputs: written by an older kdrun, so everything"
+    return ", ".join(INPUT_NAMES[k] for k in proof if recorded.get(k) != proof[k])
 
 
 def _record_divergence(out_dir: Path, cfg: DictConfig, exc: DivergedError) -> None:

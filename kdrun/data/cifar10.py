@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from kdrun.data.folder import describe_tree, load_tree, resolve_root
+from kdrun.data.folder import describe_tree, load_tree, resolve_root, tree_identity
 from kdrun.data.folder_scan import is_tree
 from kdrun.data.registry import ImageDataset, ImageSplit, SourceInfo, register_source
 from kdrun.errors import ConfigError
@@ -67,6 +67,14 @@ class Cifar10Source:
             )
         return SourceInfo(classes=list(CLASSES), train_counts=[TRAIN_PER_CLASS] * len(CLASSES))
 
+    def identity(self, cfg: DictConfig) -> str:
+        """A class-folder copy: its file fingerprint. torchvision's batches: a constant, since
+        torchvision checks each batch file's MD5 against the published one on every load."""
+        root = resolve_root(cfg.root)
+        if is_tree(root):
+            return tree_identity(root, cfg.image_size, "cifar10")
+        return digest({"source": "cifar10-torchvision", "size": cfg.image_size, "v": 1})
+
     def load(self, cfg: DictConfig, cache: ArtifactCache) -> ImageDataset:
         root = resolve_root(cfg.root)
         if is_tree(root):
@@ -84,5 +92,4 @@ class Cifar10Source:
                 "network, point data.root at an existing copy and set data.download=false "
                 f"(from the Makefile: {MAKE_HINT})."
             ) from exc
-        identity = digest({"source": "cifar10-torchvision", "size": cfg.image_size, "v": 1})
-        return ImageDataset(train=train, test=test, classes=list(CLASSES), identity=identity)
+        return ImageDataset(train, test, list(CLASSES), self.identity(cfg))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from kdrun.errors import ConfigError
 from kdrun.store.cache import atomic_write, atomic_write_text
 from kdrun.store.record import RECORD, verify_record
 
@@ -87,10 +88,13 @@ def row_from_record(run_dir: Path, m: dict, status: str = "") -> RunRow:
 
 def read_run(run_dir: Path, problems: list[str] | None = None) -> RunRow | None:
     """The run's row; None when metrics.json is absent, or does not verify (the reason is
-    appended to `problems`). An older kdrun's record without checksum gives an unverified row."""
+    appended to `problems`). An older kdrun's record without checksum gives an unverified row;
+    a metrics.json that is not a regular file of plausible size raises ConfigError unread."""
     check = verify_record(run_dir)
     if check.state == "absent":
         return None
+    if check.state == "special":  # a FIFO or device named metrics.json: hostile, not damaged
+        raise ConfigError(check.problem)
     if check.record is None:
         if problems is not None:
             problems.append(f"{run_dir / RECORD}: {check.problem}")
