@@ -23,6 +23,7 @@ from kdrun.train import Schedule, cpu_state_dict, fit, steps_per_epoch
 
 log = logging.getLogger(__name__)
 
+EXPLODED = 1e6  # a teacher whose loss ends this many times above its first step's has diverged
 TRAINING_KEYS = (
     "arch",
     "batch_size",
@@ -120,5 +121,6 @@ def _train(
         seed=cfg.seed,
         stage="teacher",
         checkpoint=checkpoint,
+        explode_ratio=EXPLODED,
     )
     return {"state_dict": cpu_state_dict(model), "arch": cfg.arch, "history": history}
