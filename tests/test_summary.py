@@ -126,3 +126,21 @@ def test_only_one_process_builds_a_shared_entry(tmp_path):
         p.join(60)
     assert all(p.exitcode == 0 for p in procs)
     assert log.read_text() == "built\n"
+
+
+def test_a_new_summary_in_a_used_dir_leaves_no_file_of_the_old_one(tmp_path, capsys):
+    """issue 22, class 2: an earlier summary.png must not stay beside a summary without a plot,
+    for sweep summaries and for kdrun-report --out alike."""
+    for i, shots in enumerate((1, 2)):
+        fake_run(tmp_path / "a" / str(i), [f"shots={shots}"], 0.3 + i / 10)
+    fake_run(tmp_path / "b" / "0", ["shots=1"], 0.3)  # one run: nothing varies, no plot
+    out = tmp_path / "out"
+    assert report_main([str(tmp_path / "a"), "--out", str(out)]) == 0
+    assert (out / "summary.png").exists()
+    assert report_main([str(tmp_path / "b"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["summary.csv", "summary.md"]
+    assert len(list(csv.DictReader((out / "summary.csv").open()))) == 1
+    write_summary(collect([tmp_path / "a"]), tmp_path / "a")
+    paths = write_summary(collect([tmp_path / "b"]), tmp_path / "a")
+    assert [p.name for p in paths] == ["summary.csv", "summary.md"]
+    assert not (tmp_path / "a" / "summary.png").exists()

@@ -13,8 +13,9 @@ from pathlib import Path
 from rich.table import Table
 
 from kdrun.errors import ConfigError
-from kdrun.store.cache import atomic_write, atomic_write_text
+from kdrun.store.cache import atomic_write
 from kdrun.store.record import RECORD, verify_record
+from kdrun.store.storage import storage_error
 
 
 @dataclass
@@ -295,23 +296,54 @@ def draw(rows: list[RunRow]):
     return fig
 
 
-def plot(rows: list[RunRow], path: Path) -> bool:
-    """summary.png from `draw`; False (and no file) if nothing varies."""
+SUMMARY_FILES = ("summary.csv", "summary.md", "summary.png")  # every file a summary owns
+
+
+def plot_png(rows: list[RunRow]) -> bytes | None:
+    """summary.png's bytes from `draw`; None if nothing varies."""
     fig = draw(rows)  # selects the Agg backend before pyplot is imported here
     if fig is None:
-        return False
+        return None
     import matplotlib.pyplot as plt
 
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
-    return True
+    return buf.getvalue()
+
+
+def plot(rows: list[RunRow], path: Path) -> bool:
+    """summary.png from `draw`; False (and no file) if nothing varies."""
+    png = plot_png(rows)
+    if png is not None:
+        atomic_write(path, lambda f: f.write(png))
+    return png is not None
 
 
 def write_summary(rows: list[RunRow], out_dir: Path) -> list[Path]:
-    """summary.csv, summary.md and (when something varies) summary.png in `out_dir`."""
-    written = [out_dir / "summary.csv", out_dir / "summary.md"]
-    atomic_write_text(to_csv(rows), written[0])
-    atomic_write_text(to_markdown(rows), written[1])
-    if rows and plot(rows, out_dir / "summary.png"):
-        written.append(out_dir / "summary.png")
+    """summary.csv, summary.md and (when something varies) summary.png in `out_dir`, all
+    rendered before any is written; an owned file this summary has no content for (an earlier
+    sweep's plot) is removed, so no file in `out_dir` describes other runs."""
+    png = plot_png(rows) if rows else None
+    contents = {
+        "summary.csv": to_csv(rows).encode(),
+        "summary.md": to_markdown(rows).encode(),
+        "summary.png": png,
+    }
+    written = []
+    for name in SUMMARY_FILES:
+        path, data = out_dir / name, contents[name]
+        if data is None:
+            remove_stale(path)
+            continue
+        atomic_write(path, lambda f, data=data: f.write(data))
+        written.append(path)
     return written
+
+
+def remove_stale(path: Path) -> None:
+    """Delete an owned summary file this summary does not rewrite; failing that, say so."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise storage_error(path, exc) from exc
