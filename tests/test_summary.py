@@ -144,3 +144,24 @@ def test_a_new_summary_in_a_used_dir_leaves_no_file_of_the_old_one(tmp_path, cap
     paths = write_summary(collect([tmp_path / "b"]), tmp_path / "a")
     assert [p.name for p in paths] == ["summary.csv", "summary.md"]
     assert not (tmp_path / "a" / "summary.png").exists()
+
+
+def test_report_rows_from_different_data_roots_say_their_data(tmp_path):
+    """issue 22, class 7: equal overrides from two data roots must not print identically."""
+    for i, root in enumerate(("/data/a", "/data/b")):
+        cfg = compose_config(["data=folder", f"data.root={root}"])
+        run_dir = tmp_path / str(i)
+        run_dir.mkdir()
+        torch.save({"w": torch.ones(2)}, run_dir / "student.pt")
+        metrics = {
+            "teacher": {"test_acc": 0.8},
+            "baseline": {"test_acc": 0.2},
+            "student": {"test_acc": 0.3},
+            "kd_gain": 0.1,
+            "timing": {"total": 1.0},
+        }
+        write_record(run_dir, metrics, cfg, overrides=["shots=1"])
+    md = to_markdown(collect([tmp_path]))
+    assert "shots=1 [data folder:/data/a]" in md and "shots=1 [data folder:/data/b]" in md
+    fake_run(tmp_path / "x" / "0", ["shots=1"], 0.3)
+    assert "[data" not in to_markdown(collect([tmp_path / "x"]))

@@ -74,6 +74,7 @@ class PreflightSweep(Callback):
         if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
             return
         jobs = job_overrides(config)
+        warn_duplicates(jobs)
         for i, overrides in enumerate(jobs):
             try:
                 cfg = compose(config_name="config", overrides=overrides)
@@ -89,6 +90,25 @@ class PreflightSweep(Callback):
                     file=sys.stderr,
                 )
                 sys.exit(2)
+
+
+def warn_duplicates(jobs: list[list[str]]) -> None:
+    """One line when a sweep repeats a job (`shots=1,1`): the same config would run twice, in
+    two directories, and the summary would count it twice."""
+    seen: dict[tuple[str, ...], int] = {}
+    repeats = []
+    for i, overrides in enumerate(jobs):
+        key = tuple(sorted(overrides))
+        if key in seen:
+            repeats.append(f"#{i} repeats #{seen[key]} ({' '.join(overrides) or 'defaults'})")
+        else:
+            seen[key] = i
+    if repeats:
+        print(
+            f"[WARNING] this sweep lists the same job more than once: {'; '.join(repeats)}; "
+            "each runs again in its own directory. Drop the repeated values to run it once.",
+            file=sys.stderr,
+        )
 
 
 class SweepSummary(Callback):

@@ -134,13 +134,16 @@ def main() -> None:
     if not debugging:
         check_config_dirs(sys.argv[1:])
         check_override_keys(sys.argv[1:])
-    try:
-        with sigterm_raises():
+    code = None
+    with sigterm_raises():  # a second signal is ignored until the first one's line is out
+        try:
             _main()
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM via sigterm_raises
-        if debugging:
-            raise
-        sys.exit(report_interrupt(exc))
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP/SIGQUIT via sigterm_raises
+            if debugging:
+                raise
+            code = report_interrupt(exc)
+    if code is not None:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,16 @@ class RunRow:
     teacher_arch: str = ""
     student_arch: str = ""
     ways: int | None = None
+    data: str = ""  # the data source (and root): overrides leave paths out, so rows could not
+
+
+def data_source(m: dict) -> str:
+    """`source` or `source:root` from a record's resolved config; "" for a record without."""
+    data = (m.get("config") or {}).get("data") or {}
+    if not isinstance(data, dict) or not data.get("source"):
+        return ""
+    root = data.get("root")
+    return f"{data['source']}:{root}" if root and data["source"] != "synthetic" else data["source"]
 
 
 def _convergence(m: dict) -> dict:
@@ -65,7 +75,7 @@ def row_from_record(run_dir: Path, m: dict, status: str = "") -> RunRow:
     status = status or m.get("status", "ok")
     overrides = " ".join(m.get("overrides") or [])
     if status != "ok":
-        return RunRow(run_dir=str(run_dir), overrides=overrides, status=status)
+        return RunRow(str(run_dir), overrides, status, data=data_source(m))
     return RunRow(
         run_dir=str(run_dir),
         overrides=overrides,
@@ -84,6 +94,7 @@ def row_from_record(run_dir: Path, m: dict, status: str = "") -> RunRow:
         teacher_arch=m["teacher"].get("arch", ""),
         student_arch=m["student"].get("arch", ""),
         ways=m.get("setting", {}).get("ways"),
+        data=data_source(m),
     )
 
 
@@ -133,11 +144,21 @@ def _pm(value: float, ci: float, episodes: int) -> str:
     return f"{100 * value:.1f}" + (f" ± {100 * ci:.1f}" if episodes > 1 else "")
 
 
-def _cells(r: RunRow) -> list[str]:
+def _label(r: RunRow, show_data: bool) -> str:
+    label = r.overrides or "(defaults)"
+    return f"{label} [data {r.data or '?'}]" if show_data else label
+
+
+def _data_differs(rows: list[RunRow]) -> bool:
+    """Rows from different data sources or roots: say which, or equal overrides look equal."""
+    return len({r.data for r in rows}) > 1
+
+
+def _cells(r: RunRow, show_data: bool = False) -> list[str]:
     if r.status != "ok":
-        return [r.overrides or "(defaults)", "", "", "", "", "", "", r.status]
+        return [_label(r, show_data), "", "", "", "", "", "", r.status]
     return [
-        r.overrides or "(defaults)",
+        _label(r, show_data),
         f"{100 * r.teacher_acc:.1f}",
         _pm(r.baseline_acc, r.baseline_ci95, r.episodes),
         _pm(r.student_acc, r.student_ci95, r.episodes),
@@ -162,7 +183,8 @@ HEADER = [
 
 def to_markdown(rows: list[RunRow]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    show = _data_differs(rows)
+    lines += ["| " + " | ".join(_cells(r, show)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -170,8 +192,9 @@ def to_rich(rows: list[RunRow], title: str) -> Table:
     table = Table(title=title, title_justify="left")
     for i, col in enumerate(HEADER):
         table.add_column(col, justify="left" if i == 0 else "right")
+    show = _data_differs(rows)
     for r in rows:
-        table.add_row(*_cells(r))
+        table.add_row(*_cells(r, show))
     return table
 
 

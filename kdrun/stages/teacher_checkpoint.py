@@ -128,7 +128,10 @@ def _torch_reason(exc: Exception) -> str:
 
 
 def _unsafe_globals(file: Path, exc: Exception) -> list[str]:
-    """The globals (classes, functions) the weights-only unpickler refused to import."""
+    """The globals (classes, functions) the weights-only unpickler refused to import; for the
+    legacy format, read from the file's pickle opcodes (torch names none there)."""
+    if is_legacy_checkpoint(file):
+        return legacy_globals(file)
     if not isinstance(exc, pickle.UnpicklingError):
         return []
     found = re.findall(r"Unsupported global: GLOBAL ([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)", str(exc))
@@ -137,6 +140,33 @@ def _unsafe_globals(file: Path, exc: Exception) -> list[str]:
         with contextlib.suppress(Exception):  # a damaged archive: keep what the message named
             found = [*found, *lister(file)]
     return list(dict.fromkeys(found))  # unique, in order
+
+
+SAFE_GLOBALS = ("torch.", "collections.OrderedDict")  # what a legacy state dict names
+LEGACY_PICKLES = 4  # magic number, protocol, sys info, then the object (storages follow, raw)
+
+
+def legacy_globals(file: Path) -> list[str]:
+    """Globals other than torch's and OrderedDict that a legacy checkpoint's pickles import,
+    found by reading opcodes (pickletools), never by unpickling."""
+    import pickletools
+
+    found: list[str] = []
+    try:
+        with open(file, "rb") as f:
+            for _ in range(LEGACY_PICKLES):
+                strings: list[str] = []
+                for op, arg, _ in pickletools.genops(f):
+                    if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+                        strings.append(str(arg))
+                    elif op.name == "GLOBAL":
+                        found.append(str(arg).replace(" ", "."))
+                    elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                        found.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # a truncated or odd stream: keep what was read
+        pass
+    unsafe = [g for g in found if not g.startswith(SAFE_GLOBALS)]
+    return list(dict.fromkeys(unsafe))
 
 
 LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
