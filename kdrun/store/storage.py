@@ -34,6 +34,7 @@ REASONS = {
     errno.EROFS: "the file system is read-only",
     errno.ENOTDIR: "a part of the path is a file, not a directory",
     errno.EEXIST: "a part of the path is a file, not a directory",
+    errno.ENAMETOOLONG: "a name in the path is longer than the file system allows",
 }
 FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -47,6 +48,8 @@ def storage_error(path: Path | str, exc: OSError, hint: str = "") -> StorageErro
     fix = (
         f"free some space or {where} another file system"
         if exc.errno in FULL
+        else f"{where} a shorter path"
+        if exc.errno == errno.ENAMETOOLONG
         else f"{where} a writable directory"
     )
     return StorageError(
@@ -80,7 +83,7 @@ def missing_dirs(path: Path) -> list[Path]:
     """`path` and those of its ancestors that do not exist yet, outermost first."""
     missing = []
     path = Path(path).absolute()
-    while not path.exists() and path != path.parent:
+    while not os.path.exists(path) and path != path.parent:  # False on ENAMETOOLONG too
         missing.append(path)
         path = path.parent
     return missing[::-1]
