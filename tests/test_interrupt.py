@@ -99,3 +99,23 @@ def test_a_second_ctrl_c_while_the_first_is_handled_is_ignored():
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.2)  # a handler that raised would do so here
+
+
+def test_a_sweep_worker_whose_launcher_died_stops_at_its_next_step(monkeypatch, caplog):
+    """issue 22, class 3: re-parented joblib workers must not go on writing in a job dir."""
+    from kdrun.runtime import interrupt
+    from kdrun.runtime.interrupt import Orphaned, watch_parent
+    from kdrun.runtime.progress import Meter
+
+    monkeypatch.setattr(interrupt, "_parent", None)
+    meter = Meter("student", 10, "step")
+    meter.advance()  # not watched: nothing happens
+    watch_parent()
+    meter.advance()  # the parent is alive
+    monkeypatch.setattr(os, "getppid", lambda: 1)  # re-parented to init
+    with pytest.raises(Orphaned) as info:
+        meter.advance()
+    with caplog.at_level(logging.WARNING, logger="kdrun"):
+        assert report_interrupt(info.value) == 143
+    assert "the sweep's launcher" in caplog.records[0].getMessage()
+    monkeypatch.setattr(interrupt, "_parent", None)

@@ -19,7 +19,7 @@ from kdrun.cli.config_dir import check_config_dirs
 from kdrun.cli.override_keys import check_override_keys
 from kdrun.config import config_digest, register_configs
 from kdrun.errors import ConfigError, DivergedError, RefusedStart
-from kdrun.runtime.interrupt import report_interrupt, sigterm_raises
+from kdrun.runtime.interrupt import report_interrupt, sigterm_raises, watch_parent
 from kdrun.runtime.slurm import slurm_cpus
 
 log = logging.getLogger("kdrun")
@@ -99,6 +99,8 @@ def _main(cfg: DictConfig) -> float | None:
     from kdrun.report.run_table import print_summary
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    if "joblib" in str(HydraConfig.get().launcher.get("_target_", "")):
+        watch_parent()  # a worker of a parallel sweep: stop if the launcher dies
     metrics = finished_metrics(out_dir, cfg)
     if metrics is not None:
         log.info("%s already holds a finished run of this config: reusing it", out_dir)

@@ -6,6 +6,7 @@ the signal number: 130 (INT), 143 (TERM), 129 (HUP), 131 (QUIT)."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -22,6 +23,26 @@ class Terminated(KeyboardInterrupt):
     def __init__(self, signum: int = signal.SIGTERM) -> None:
         super().__init__()
         self.signum = signum
+
+
+class Orphaned(Terminated):
+    """A parallel sweep's worker whose launcher died: it stops rather than go on writing in a
+    job directory that a re-run of the sweep would start on too."""
+
+
+_parent: int | None = None  # the launcher this worker must outlive; None: not watched
+
+
+def watch_parent() -> None:
+    """From now on, check_parent stops this process once its parent is gone (re-parented)."""
+    global _parent
+    _parent = os.getppid()
+
+
+def check_parent() -> None:
+    """Raise Orphaned if the parent watch_parent saw has died; cheap (one getppid call)."""
+    if _parent is not None and os.getppid() != _parent:
+        raise Orphaned(signal.SIGTERM)
 
 
 # Signals that end a run like Ctrl-C: `kill`, a scheduler's time limit, a closed terminal.
@@ -107,6 +128,8 @@ def report_interrupt(exc: KeyboardInterrupt) -> int:
         getattr(signal, "SIGHUP", -1): "hung up (SIGHUP: the terminal or session closed)",
         getattr(signal, "SIGQUIT", -2): "quit (SIGQUIT)",
     }[signum]
+    if isinstance(exc, Orphaned):
+        what = f"stopped: the sweep's launcher (pid {_parent}) died"
     where = f" during {stage}" if stage else ""
     message = f"{what}{where}: finished stages are cached; re-run the same command to resume."
     if logging.getLogger().handlers:
