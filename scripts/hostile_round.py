@@ -411,7 +411,7 @@ def run_case(case: Case, root: Path) -> dict:
     }
 
 
-def markdown(results: list[dict]) -> str:
+def markdown(results: list[dict], planned: int | None = None) -> str:
     held = sum(r["verdict"] == "held" for r in results)
     lines = [
         "# Hostile round (issue 22)",
@@ -427,7 +427,8 @@ def markdown(results: list[dict]) -> str:
         "or kdrun-report found no record; 2 kdrun refused the input in one paragraph; 128 + N",
         "a signal N stopped the run (130 SIGINT, 143 SIGTERM, 129 SIGHUP, 131 SIGQUIT).",
         "",
-        f"Result: {held} of {len(results)} cases held.",
+        f"Result: {held} of {len(results)} cases held"
+        + (f" ({len(results)} of the {planned} planned cases ran)." if planned else "."),
         "",
         "| # | case | exit | first line said | verdict |",
         "|---|---|---|---|---|",
@@ -446,11 +447,18 @@ def main() -> int:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="kdrun-hostile-"))
     cases = [c for c in _cases() if args.k in c.name]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda c: run_case(c, root), cases))
-    for r in results:
+    done: dict[int, dict] = {}
+
+    def one(i: int) -> None:
+        r = run_case(cases[i], root)
+        done[i] = r
         print(f"{r['verdict'][:60]:60} {r['status']:>4} {r['case']}", flush=True)
-    args.out.write_text(markdown(results))
+        # the page so far, in case order: a round cut short still reports what it ran
+        args.out.write_text(markdown([done[j] for j in sorted(done)], len(cases)))
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(one, range(len(cases))))
+    results = [done[j] for j in sorted(done)]
     shutil.rmtree(root, ignore_errors=True)
     print(f"{sum(r['verdict'] == 'held' for r in results)}/{len(results)} held; {args.out}")
     return 0
