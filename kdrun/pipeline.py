@@ -24,6 +24,7 @@ from kdrun.stages.evaluation import accuracy_on_test_split, evaluate_teacher, re
 from kdrun.stages.soft_labels import SoftLabels, get_soft_labels
 from kdrun.stages.student import budget_steps, train_student
 from kdrun.stages.teacher import TeacherResult, prepare_teacher
+from kdrun.stages.teacher_checkpoint import checkpoint_digest
 from kdrun.stages.teacher_features import TeacherFeatures, get_teacher_features
 from kdrun.stages.transfer import prepare_transfer
 from kdrun.store.cache import (
@@ -240,6 +241,18 @@ def _load_data(cfg: DictConfig, cache: ArtifactCache) -> tuple[ImageDataset, int
     return dataset, pool
 
 
+def input_proof(cfg: DictConfig, data_identity: str | None = None) -> dict:
+    """What a finished record must match, beside its config, to be reused: the data's identity
+    (the decode cache's fingerprint: paths, sizes, mtimes), the teacher checkpoint's SHA-256
+    (a trained teacher's cache key follows from the config and the data) and kdrun's version."""
+    from kdrun import __version__
+
+    if data_identity is None:
+        data_identity = get_source(cfg.data.source).identity(cfg.data)
+    checkpoint = checkpoint_digest(cfg.teacher.checkpoint) if cfg.teacher.checkpoint else None
+    return {"data": data_identity, "teacher_checkpoint": checkpoint, "kdrun": __version__}
+
+
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Run `episodes` draws; writes history.csv, episode-0 weights and, last, metrics.json."""
     t0 = time.perf_counter()
@@ -272,6 +285,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         timing["total"] = time.perf_counter() - t0
         metrics = run_metrics(cfg, records, sources[0], pool, timing, shared)
         metrics["out_dir"] = str(out_dir)
+        metrics["inputs"] = input_proof(cfg, dataset.identity)
         atomic_write_text(history_csv(history), out_dir / "history.csv")
         record = write_record(out_dir, metrics, cfg)  # last: its checksums cover the files above
         tracker.finish(record, out_dir)

@@ -154,13 +154,15 @@ def fit(
     stage: str,
     checkpoint: TrainingCheckpoint | None = None,
     probe: Probe | None = None,
+    explode_ratio: float | None = None,
 ) -> list[dict]:
     """Train in place on a set already on the device; returns one history row per epoch.
 
     The loss sees the student's features at the layers it names and trains its own parameters
     (projections) alongside the model's. With `checkpoint`, resume from its saved state and
     save state between epochs. A non-finite loss stops training with DivergedError at the end
-    of its epoch, before anything is saved; `probe` scores the model at its steps."""
+    of its epoch, before anything is saved, and so does an epoch whose mean loss is
+    `explode_ratio` times the first step's or more; `probe` scores the model at its steps."""
     dev = runtime.device
     n = len(train_set)
     bs = min(schedule.batch_size, n)
@@ -185,6 +187,7 @@ def fit(
     first_bad = torch.full((), -1, device=dev, dtype=torch.int64)  # no host sync per step
     past = Running()  # the finished epochs of this process, on the host
     sums = EpochSums.zeros(dev)
+    first_loss = torch.tensor(history[0]["loss"]) if history else None  # resumed: epoch 1's
     with tap, stage_progress(stage, schedule.steps, done=step) as progress:
         progress.watch(lambda: past + sums.read())  # read when shown: no per-step host sync
         for epoch in range(first, epochs + 1):
@@ -205,6 +208,8 @@ def fit(
                 opt.step()
                 sched.step()
                 step += 1
+                if first_loss is None:
+                    first_loss = loss.detach()  # read at the epoch's end: no sync here
                 bad = ~torch.isfinite(loss.detach())
                 first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
                 sums.add(loss.detach(), len(idx), logits, batch["labels"])
@@ -216,6 +221,8 @@ def fit(
             _raise_if_diverged(first_bad, stage)
             epoch_sums = sums.read()  # one host sync per epoch, not per step
             past, sums = past + epoch_sums, EpochSums.zeros(dev)
+            if explode_ratio is not None and first_loss is not None:
+                _raise_if_exploded(float(first_loss), epoch_sums, explode_ratio, stage, step)
             row = {
                 "stage": stage,
                 "epoch": epoch,
@@ -238,6 +245,18 @@ def _raise_if_diverged(first_bad: torch.Tensor, stage: str) -> None:
     step = int(first_bad.item())
     if step >= 0:
         raise DivergedError(stage, "the loss is not finite", settings_prefix(stage), step)
+
+
+def _raise_if_exploded(first: float, epoch: Running, ratio: float, stage: str, step: int) -> None:
+    """A finite loss that grew `ratio`-fold from the first step has diverged by any reading:
+    its model would score at chance and teach noise."""
+    mean = epoch.loss_sum / max(1, epoch.images)
+    if first > 0 and mean >= ratio * first:
+        detail = (
+            f"the loss exploded from {first:.3g} at step 1 to {mean:.3g} "
+            f"(more than {ratio:.0e} times), although it stayed finite"
+        )
+        raise DivergedError(stage, detail, settings_prefix(stage), step)
 
 
 @torch.inference_mode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,23 @@ def test_checkpoints_every_n_epochs(compose_cfg, tmp_path, monkeypatch):
 def test_checkpoint_every_must_be_positive(compose_cfg):
     with pytest.raises(ConfigError, match="teacher.checkpoint_every=0"):
         check_ranges(compose_cfg("experiment=smoke", "teacher.checkpoint_every=0"))
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo PWNED",))
+
+
+def test_a_legacy_checkpoint_with_pickled_code_names_the_global(tmp_path, capfd):
+    """issue 22, class 7: name the global, never blame damage or suggest weights_only=False."""
+    from kdrun.errors import ConfigError
+    from kdrun.stages.teacher_checkpoint import load_checkpoint
+
+    path = tmp_path / "legacy.pt"
+    torch.save({"w": torch.ones(2), "x": _Evil()}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(ConfigError) as info:
+        load_checkpoint(str(path), "cnn_small", 10)
+    message = str(info.value)
+    assert "would import and call posix.system" in message or "os.system" in message
+    assert "weights_only=False" not in message and "damaged" not in message
+    assert "PWNED" not in capfd.readouterr().out

@@ -157,3 +157,25 @@ def test_synthetic_source_is_deterministic():
     b = get_source("synthetic").load(cfg, None)
     assert torch.equal(a.train.images, b.train.images) and a.identity == b.identity
     assert a.train.images.shape == (20, 3, 32, 32) and a.test.images.shape == (12, 3, 32, 32)
+
+
+def test_a_tampered_cifar10_batches_folder_names_the_file_that_failed(tmp_path):
+    """issue 22, class 7: not 'use download=True' when download is already false."""
+    from omegaconf import OmegaConf
+
+    from kdrun.data import get_source
+    from kdrun.errors import ConfigError
+    from kdrun.store.cache import ArtifactCache
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+        (folder / name).write_bytes(b"tampered")
+    cfg = OmegaConf.create(
+        {"source": "cifar10", "root": str(tmp_path), "download": False, "image_size": 32}
+    )
+    with pytest.raises(ConfigError) as info:
+        get_source("cifar10").load(cfg, ArtifactCache(tmp_path / "cache"))
+    message = str(info.value)
+    assert f"{folder / 'data_batch_1'} does not match CIFAR-10's published MD5" in message
+    assert "download=True" not in message

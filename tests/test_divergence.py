@@ -91,3 +91,17 @@ def test_a_diverged_job_in_a_sweep_is_reported_and_the_others_finish(tmp_path):
     assert records["0"].get("status", "ok") == "ok" and records["0"]["student"]["test_acc"] > 0
     summary = (tmp_path / "sweep" / "summary.csv").read_text()
     assert "diverged" in summary and "nan" not in summary.lower()
+
+
+def test_a_teacher_whose_finite_loss_exploded_is_diverged_and_not_cached(compose_cfg, tmp_path):
+    """A finite loss 1e6x above the first step's is divergence too (issue 22, class 8): two
+    steps at lr=1e9 end near 1e33, still finite."""
+    cfg = compose_cfg(
+        *SMOKE_FAST, "teacher.lr=1e9", "teacher.grad_clip=0", "teacher.batch_size=300"
+    )
+    with pytest.raises(
+        DivergedError, match="teacher diverged at step 2: the loss exploded"
+    ) as info:
+        run(cfg, tmp_path / "run")
+    assert "although it stayed finite" in str(info.value) and "teacher.lr" in str(info.value)
+    assert not list((tmp_path / "cache").rglob("teacher/*.pt"))

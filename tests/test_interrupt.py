@@ -70,3 +70,52 @@ def test_outside_every_stage_the_line_names_none():
         raise KeyboardInterrupt
     except KeyboardInterrupt as exc:
         assert stage_of(exc.__traceback__) is None
+
+
+@pytest.mark.parametrize(
+    "sig,code,word",
+    [(signal.SIGHUP, 129, "hung up (SIGHUP"), (signal.SIGQUIT, 131, "quit (SIGQUIT)")],
+)
+def test_sighup_and_sigquit_stop_like_sigterm_with_one_line(sig, code, word, capsys, monkeypatch):
+    """issue 22, class 7: a closed terminal or SIGQUIT is said, not a silent death."""
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    before = signal.getsignal(sig)
+    with pytest.raises(Terminated) as info, sigterm_raises():
+        os.kill(os.getpid(), sig)
+        time.sleep(5)
+    assert signal.getsignal(sig) is before
+    assert report_interrupt(info.value) == code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"[WARNING] {word}"), err
+
+
+def test_a_second_ctrl_c_while_the_first_is_handled_is_ignored():
+    """issue 22, class 6: the second Ctrl-C must not turn the first one's line into a traceback."""
+    with pytest.raises(KeyboardInterrupt), sigterm_raises():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        finally:  # cleanup and the message run here, as in kdrun.cli.main.main
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)  # a handler that raised would do so here
+
+
+def test_a_sweep_worker_whose_launcher_died_stops_at_its_next_step(monkeypatch, caplog):
+    """issue 22, class 3: re-parented joblib workers must not go on writing in a job dir."""
+    from kdrun.runtime import interrupt
+    from kdrun.runtime.interrupt import Orphaned, watch_parent
+    from kdrun.runtime.progress import Meter
+
+    monkeypatch.setattr(interrupt, "_parent", None)
+    meter = Meter("student", 10, "step")
+    meter.advance()  # not watched: nothing happens
+    watch_parent()
+    meter.advance()  # the parent is alive
+    monkeypatch.setattr(os, "getppid", lambda: 1)  # re-parented to init
+    with pytest.raises(Orphaned) as info:
+        meter.advance()
+    with caplog.at_level(logging.WARNING, logger="kdrun"):
+        assert report_interrupt(info.value) == 143
+    assert "the sweep's launcher" in caplog.records[0].getMessage()
+    monkeypatch.setattr(interrupt, "_parent", None)

@@ -363,3 +363,34 @@ def test_a_parallel_mlflow_sweep_is_one_experiment_with_a_run_per_job(tmp_path):
     [summary] = [r for r in runs if r.data.tags["kdrun.kind"] == "sweep-summary"]
     names = {a.path for a in client.list_artifacts(summary.info.run_id)}
     assert names == {"summary.csv", "summary.md", "summary.png"}
+
+
+def test_mlflow_marks_a_signalled_run_killed_and_closes_a_dangling_one(tmp_path):
+    """issue 22, class 9: no RUNNING ghost after Ctrl-C/SIGTERM, nor after a SIGKILL."""
+    pytest.importorskip("mlflow", reason="needs pip install 'kdrun[mlflow]'")
+    pytest.importorskip("sqlalchemy", reason="needs pip install 'kdrun[mlflow]'")
+    from mlflow.tracking import MlflowClient
+
+    from kdrun.loggers import tracking
+    from kdrun.loggers.mlflow import MLflowLogger
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = compose_config(["experiment=smoke", "logger=mlflow", f"logger.tracking_uri={uri}"])
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt), tracking(cfg, out):
+        raise KeyboardInterrupt
+    from kdrun.loggers.tracker import run_place
+
+    ghost = MLflowLogger(cfg.logger, run_place(out))  # started, then SIGKILLed: never closed
+    ghost.start({})
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("kdrun").experiment_id
+
+    def statuses() -> list[str]:
+        runs = client.search_runs([experiment], order_by=["attributes.start_time ASC"])
+        return [r.info.status for r in runs]
+
+    assert statuses() == ["KILLED", "RUNNING"]
+    with pytest.raises(RuntimeError), tracking(cfg, out):  # the next run in that directory
+        raise RuntimeError("boom")
+    assert statuses() == ["KILLED", "KILLED", "FAILED"]

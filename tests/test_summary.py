@@ -126,3 +126,42 @@ def test_only_one_process_builds_a_shared_entry(tmp_path):
         p.join(60)
     assert all(p.exitcode == 0 for p in procs)
     assert log.read_text() == "built\n"
+
+
+def test_a_new_summary_in_a_used_dir_leaves_no_file_of_the_old_one(tmp_path, capsys):
+    """issue 22, class 2: an earlier summary.png must not stay beside a summary without a plot,
+    for sweep summaries and for kdrun-report --out alike."""
+    for i, shots in enumerate((1, 2)):
+        fake_run(tmp_path / "a" / str(i), [f"shots={shots}"], 0.3 + i / 10)
+    fake_run(tmp_path / "b" / "0", ["shots=1"], 0.3)  # one run: nothing varies, no plot
+    out = tmp_path / "out"
+    assert report_main([str(tmp_path / "a"), "--out", str(out)]) == 0
+    assert (out / "summary.png").exists()
+    assert report_main([str(tmp_path / "b"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["summary.csv", "summary.md"]
+    assert len(list(csv.DictReader((out / "summary.csv").open()))) == 1
+    write_summary(collect([tmp_path / "a"]), tmp_path / "a")
+    paths = write_summary(collect([tmp_path / "b"]), tmp_path / "a")
+    assert [p.name for p in paths] == ["summary.csv", "summary.md"]
+    assert not (tmp_path / "a" / "summary.png").exists()
+
+
+def test_report_rows_from_different_data_roots_say_their_data(tmp_path):
+    """issue 22, class 7: equal overrides from two data roots must not print identically."""
+    for i, root in enumerate(("/data/a", "/data/b")):
+        cfg = compose_config(["data=folder", f"data.root={root}"])
+        run_dir = tmp_path / str(i)
+        run_dir.mkdir()
+        torch.save({"w": torch.ones(2)}, run_dir / "student.pt")
+        metrics = {
+            "teacher": {"test_acc": 0.8},
+            "baseline": {"test_acc": 0.2},
+            "student": {"test_acc": 0.3},
+            "kd_gain": 0.1,
+            "timing": {"total": 1.0},
+        }
+        write_record(run_dir, metrics, cfg, overrides=["shots=1"])
+    md = to_markdown(collect([tmp_path]))
+    assert "shots=1 [data folder:/data/a]" in md and "shots=1 [data folder:/data/b]" in md
+    fake_run(tmp_path / "x" / "0", ["shots=1"], 0.3)
+    assert "[data" not in to_markdown(collect([tmp_path / "x"]))

@@ -27,11 +27,12 @@ from kdrun.store.record import MANIFEST, read_manifest
 class CheckOutputDir(Callback):
     def __init__(self) -> None:
         self._held: BinaryIO | None = None
+        self._job: BinaryIO | None = None
 
     def __getstate__(self) -> dict:
         """Parallel launchers (joblib) pickle the callbacks into their workers: the lock stays
         with the process that took it."""
-        return {**self.__dict__, "_held": None}
+        return {**self.__dict__, "_held": None, "_job": None}
 
     def _claim(self, path: str, key: str) -> None:
         check_output_dir(path, key)
@@ -58,6 +59,28 @@ class CheckOutputDir(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._release()
 
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """A sweep job's directory is locked by the process that runs the job (a joblib or
+        Slurm worker), so a re-run cannot start the same job while a worker still runs it."""
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            return  # a single run's directory is claimed in on_run_start
+        self._job = None
+        try:
+            self._job = claim(
+                Path(HydraConfig.get().runtime.output_dir).absolute(), "hydra.sweep.dir"
+            )
+        except OSError as exc:
+            print(f"[WARNING] cannot lock the job directory ({exc})", file=sys.stderr)
+
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        job = getattr(self, "_job", None)
+        if job is not None:
+            job.close()
+            self._job = None
+
 
 class PreflightSweep(Callback):
     """Without it `kdrun -m shots=5,0` trains the whole shots=5 job and only then refuses
@@ -74,6 +97,7 @@ class PreflightSweep(Callback):
         if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
             return
         jobs = job_overrides(config)
+        warn_duplicates(jobs)
         for i, overrides in enumerate(jobs):
             try:
                 cfg = compose(config_name="config", overrides=overrides)
@@ -89,6 +113,25 @@ class PreflightSweep(Callback):
                     file=sys.stderr,
                 )
                 sys.exit(2)
+
+
+def warn_duplicates(jobs: list[list[str]]) -> None:
+    """One line when a sweep repeats a job (`shots=1,1`): the same config would run twice, in
+    two directories, and the summary would count it twice."""
+    seen: dict[tuple[str, ...], int] = {}
+    repeats = []
+    for i, overrides in enumerate(jobs):
+        key = tuple(sorted(overrides))
+        if key in seen:
+            repeats.append(f"#{i} repeats #{seen[key]} ({' '.join(overrides) or 'defaults'})")
+        else:
+            seen[key] = i
+    if repeats:
+        print(
+            f"[WARNING] this sweep lists the same job more than once: {'; '.join(repeats)}; "
+            "each runs again in its own directory. Drop the repeated values to run it once.",
+            file=sys.stderr,
+        )
 
 
 class SweepSummary(Callback):

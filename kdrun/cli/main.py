@@ -19,7 +19,7 @@ from kdrun.cli.config_dir import check_config_dirs
 from kdrun.cli.override_keys import check_override_keys
 from kdrun.config import config_digest, register_configs
 from kdrun.errors import ConfigError, DivergedError, RefusedStart
-from kdrun.runtime.interrupt import report_interrupt, sigterm_raises
+from kdrun.runtime.interrupt import report_interrupt, sigterm_raises, watch_parent
 from kdrun.runtime.slurm import slurm_cpus
 
 log = logging.getLogger("kdrun")
@@ -28,8 +28,10 @@ register_configs()
 
 
 def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
-    """A verified metrics.json written for this exact config, e.g. a re-run sweep's done job.
-    Any other metrics.json there (damaged, unverified, another config) is moved aside."""
+    """A verified metrics.json written for this exact config and these exact inputs (data,
+    teacher checkpoint, kdrun version), e.g. a re-run sweep's done job. Any other metrics.json
+    there (damaged, unverified, another config, other inputs at the same paths) is moved aside."""
+    from kdrun.pipeline import input_proof
     from kdrun.store.record import restamp, set_aside, verify_record
 
     check = verify_record(out_dir)
@@ -41,7 +43,25 @@ def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
     if check.record["config_digest"] != config_digest(cfg):
         set_aside(out_dir, "a record of another config (e.g. an earlier sweep in this dir)")
         return None
+    try:
+        proof = input_proof(cfg)
+    except ConfigError:
+        return None  # unreadable inputs: the run's preflight says so; the record stays
+    changed = _changed_inputs(check.record.get("inputs"), proof)
+    if changed:
+        set_aside(out_dir, f"a record of other inputs ({changed} changed since it was written)")
+        return None
     return restamp(out_dir, check.record, cfg)  # now also a job of this multirun, if one
+
+
+INPUT_NAMES = {"data": "the data", "teacher_checkpoint": "the teacher checkpoint", "kdrun": "kdrun"}
+
+
+def _changed_inputs(recorded: object, proof: dict) -> str:
+    """Which inputs differ between a record's proof and this run's, as words; "" if none."""
+    if not isinstance(recorded, dict):
+        return "no proof of its inputs: written by an older kdrun, so everything"
+    return ", ".join(INPUT_NAMES[k] for k in proof if recorded.get(k) != proof[k])
 
 
 def _record_divergence(out_dir: Path, cfg: DictConfig, exc: DivergedError) -> None:
@@ -79,6 +99,8 @@ def _main(cfg: DictConfig) -> float | None:
     from kdrun.report.run_table import print_summary
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    if "joblib" in str(HydraConfig.get().launcher.get("_target_", "")):
+        watch_parent()  # a worker of a parallel sweep: stop if the launcher dies
     metrics = finished_metrics(out_dir, cfg)
     if metrics is not None:
         log.info("%s already holds a finished run of this config: reusing it", out_dir)
@@ -114,13 +136,16 @@ def main() -> None:
     if not debugging:
         check_config_dirs(sys.argv[1:])
         check_override_keys(sys.argv[1:])
-    try:
-        with sigterm_raises():
+    code = None
+    with sigterm_raises():  # a second signal is ignored until the first one's line is out
+        try:
             _main()
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM via sigterm_raises
-        if debugging:
-            raise
-        sys.exit(report_interrupt(exc))
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP/SIGQUIT via sigterm_raises
+            if debugging:
+                raise
+            code = report_interrupt(exc)
+    if code is not None:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kdrun.errors import StorageError
+from kdrun.errors import ConfigError, StorageError
 from kdrun.report.runs_summary import collect, to_rich, write_summary
 
 
@@ -26,7 +26,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kdrun-report: not a directory: {', '.join(missing)}", file=sys.stderr)
         return 2
     problems: list[str] = []
-    rows = collect(args.paths, problems)
+    try:
+        rows = collect(args.paths, problems)
+    except ConfigError as exc:
+        print(f"kdrun-report: {exc} Nothing was written.", file=sys.stderr)
+        return 2
     for problem in problems:
         print(f"kdrun-report: skipping {problem}", file=sys.stderr)
     if not rows:

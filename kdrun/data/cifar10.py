@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from kdrun.data.folder import describe_tree, load_tree, resolve_root
+from kdrun.data.folder import describe_tree, load_tree, resolve_root, tree_identity
 from kdrun.data.folder_scan import is_tree
 from kdrun.data.registry import ImageDataset, ImageSplit, SourceInfo, register_source
 from kdrun.errors import ConfigError
@@ -51,6 +51,29 @@ def _torchvision_split(root: Path, train: bool, download: bool, size: int) -> Im
     return ImageSplit(_resize(images, size), torch.tensor(ds.targets, dtype=torch.int64))
 
 
+def failed_checksum(root: Path) -> str:
+    """The first file of torchvision's CIFAR-10 batches that is missing or fails its MD5, as
+    a path; "" when every file checks (or there is no batches folder). Called only after
+    torchvision refused the folder, so a good copy is hashed once, by torchvision."""
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import check_integrity
+
+    folder = root / BATCHES_DIR
+    if not folder.is_dir():
+        return ""
+    for name, md5 in [
+        *CIFAR10.train_list,
+        *CIFAR10.test_list,
+        [CIFAR10.meta["filename"], CIFAR10.meta["md5"]],
+    ]:
+        path = folder / name
+        if not path.is_file() or path.stat().st_size > 1 << 30:
+            return f"{path} (missing, or not a regular file)"
+        if not check_integrity(str(path), md5):
+            return str(path)
+    return ""
+
+
 @register_source("cifar10")
 class Cifar10Source:
     """Prefers a class-folder tree at `data.root`, then torchvision's pickled batches there."""
@@ -67,6 +90,14 @@ class Cifar10Source:
             )
         return SourceInfo(classes=list(CLASSES), train_counts=[TRAIN_PER_CLASS] * len(CLASSES))
 
+    def identity(self, cfg: DictConfig) -> str:
+        """A class-folder copy: its file fingerprint. torchvision's batches: a constant, since
+        torchvision checks each batch file's MD5 against the published one on every load."""
+        root = resolve_root(cfg.root)
+        if is_tree(root):
+            return tree_identity(root, cfg.image_size, "cifar10")
+        return digest({"source": "cifar10-torchvision", "size": cfg.image_size, "v": 1})
+
     def load(self, cfg: DictConfig, cache: ArtifactCache) -> ImageDataset:
         root = resolve_root(cfg.root)
         if is_tree(root):
@@ -79,10 +110,17 @@ class Cifar10Source:
             test = _torchvision_split(root, False, cfg.download, cfg.image_size)
         except (OSError, RuntimeError) as exc:
             remove_empty_dirs(made)  # a failed download leaves no empty data/cifar10/
+            failed = failed_checksum(root)
+            if failed:
+                raise ConfigError(
+                    f"data.root={root}: {failed} does not match CIFAR-10's published MD5 "
+                    "checksum (edited, truncated or from another data set); restore that file "
+                    f"from a good copy, or delete {root / BATCHES_DIR} and run once with "
+                    "data.download=true."
+                ) from exc
             raise ConfigError(
                 f"could not read or download CIFAR-10 at data.root={root} ({exc}); with no "
                 "network, point data.root at an existing copy and set data.download=false "
                 f"(from the Makefile: {MAKE_HINT})."
             ) from exc
-        identity = digest({"source": "cifar10-torchvision", "size": cfg.image_size, "v": 1})
-        return ImageDataset(train=train, test=test, classes=list(CLASSES), identity=identity)
+        return ImageDataset(train, test, list(CLASSES), self.identity(cfg))

@@ -122,10 +122,22 @@ def decode_split(
     return split, skipped
 
 
+def _tree_key(root: Path, scan: TreeScan, image_size: int, source: str) -> str:
+    return digest(
+        {"source": source, "files": _fingerprint(root, scan.files), "size": image_size, "v": 2}
+    )
+
+
+def tree_identity(root: Path, image_size: int, source: str) -> str:
+    """The decoded set's identity (its cache key) from a listing and stats, decoding nothing:
+    what a finished run's record must match to be reused."""
+    return _tree_key(root, scan_tree(root), image_size, source)
+
+
 def load_tree(root: Path, image_size: int, cache: ArtifactCache, source: str) -> ImageDataset:
     scan = scan_tree(root)
     tree = scan.files
-    key = digest({"source": source, "files": _fingerprint(root, tree), "size": image_size, "v": 2})
+    key = _tree_key(root, scan, image_size, source)
 
     def decode() -> dict:
         files = sum(len(f) for split in tree.values() for f in split.values())
@@ -174,6 +186,9 @@ class FolderSource:
 
     def describe(self, cfg: DictConfig) -> SourceInfo:
         return describe_tree(resolve_root(cfg.root))
+
+    def identity(self, cfg: DictConfig) -> str:
+        return tree_identity(resolve_root(cfg.root), cfg.image_size, "folder")
 
     def load(self, cfg: DictConfig, cache: ArtifactCache) -> ImageDataset:
         return load_tree(resolve_root(cfg.root), cfg.image_size, cache, "folder")

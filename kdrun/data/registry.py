@@ -45,6 +45,10 @@ class SourceInfo:
 class DataSource(Protocol):
     def describe(self, cfg: DictConfig) -> SourceInfo: ...
 
+    def identity(self, cfg: DictConfig) -> str:
+        """The loaded set's `identity`, computed without decoding (a finished run's proof)."""
+        ...
+
     def load(self, cfg: DictConfig, cache: ArtifactCache) -> ImageDataset: ...
 
 

@@ -28,19 +28,21 @@ class SyntheticSource:
             classes=list(SYNTHETIC_CLASSES[:n]), train_counts=[cfg.train_per_class] * n
         )
 
+    def identity(self, cfg: DictConfig) -> str:
+        return digest(
+            {
+                "source": "synthetic",
+                "n": cfg.num_classes,
+                "train": cfg.train_per_class,
+                "test": cfg.test_per_class,
+                "size": cfg.image_size,
+                "seed": cfg.synthetic_seed,
+                "v": 1,
+            }
+        )
+
     def load(self, cfg: DictConfig, cache: ArtifactCache) -> ImageDataset:
         n, size, seed = cfg.num_classes, cfg.image_size, cfg.synthetic_seed
         train = ImageSplit(*make_synthetic_split(n, cfg.train_per_class, size, seed))
         test = ImageSplit(*make_synthetic_split(n, cfg.test_per_class, size, seed + 1))
-        identity = digest(
-            {
-                "source": "synthetic",
-                "n": n,
-                "train": cfg.train_per_class,
-                "test": cfg.test_per_class,
-                "size": size,
-                "seed": seed,
-                "v": 1,
-            }
-        )
-        return ImageDataset(train, test, list(SYNTHETIC_CLASSES[:n]), identity)
+        return ImageDataset(train, test, list(SYNTHETIC_CLASSES[:n]), self.identity(cfg))

@@ -44,8 +44,8 @@ class RunLogger(ABC):
         """Record the final metrics (paired with the params) and attach `files`; close the run."""
 
     @abstractmethod
-    def fail(self) -> None:
-        """Close a run whose kdrun run stopped with an error."""
+    def fail(self, killed: bool = False) -> None:
+        """Close a run whose kdrun run stopped with an error, or was `killed` by a signal."""
 
     @classmethod
     @abstractmethod

@@ -117,6 +117,7 @@ class MLflowLogger(RunLogger):
         tags = {"kdrun.kind": "run", "kdrun.run_dir": str(self.place.out_dir)}
         if self.place.job is not None:
             tags |= {"kdrun.sweep_dir": str(self.place.sweep_dir), "kdrun.job": str(self.place.job)}
+        self._close_dangling(experiment_id)
         run = self.client.create_run(experiment_id, run_name=self.place.name, tags=tags)
         self.run_id = run.info.run_id
         items = [MLParam(k, str(v)[:VALUE_CHARS]) for k, v in params.items()]
@@ -135,9 +136,23 @@ class MLflowLogger(RunLogger):
             self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id, "FINISHED")
 
-    def fail(self) -> None:
+    def fail(self, killed: bool = False) -> None:
+        """FAILED, or KILLED when a signal (Ctrl-C, SIGTERM, SIGHUP) stopped the run."""
         if self.run_id is not None:
-            self.client.set_terminated(self.run_id, "FAILED")
+            self.client.set_terminated(self.run_id, "KILLED" if killed else "FAILED")
+
+    def _close_dangling(self, experiment_id: str) -> None:
+        """A run of this run directory still RUNNING was left by a killed kdrun (SIGKILL, a
+        lost node): mark it KILLED before this one starts, so the tracker shows no ghost."""
+        out_dir = str(self.place.out_dir)
+        if "'" in out_dir:
+            return  # not expressible in MLflow's filter syntax; leave it
+        found = self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`kdrun.run_dir` = '{out_dir}' and attributes.status = 'RUNNING'",
+        )
+        for run in found:
+            self.client.set_terminated(run.info.run_id, "KILLED")
 
 
 def _now_ms() -> int:

@@ -121,6 +121,6 @@ class TensorBoardLogger(RunLogger):
             self.writer.file_writer.add_summary(summary)
         self.writer.close()
 
-    def fail(self) -> None:
+    def fail(self, killed: bool = False) -> None:
         if self.writer is not None:
             self.writer.close()

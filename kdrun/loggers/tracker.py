@@ -116,8 +116,8 @@ class Tracker:
         with tempfile.TemporaryDirectory(prefix="kdrun-logger-") as tmp:
             self._call(lambda b: b.finish(self.params, final, files + _run_summary(record, tmp)))
 
-    def fail(self) -> None:
-        self._call(lambda b: b.fail())
+    def fail(self, killed: bool = False) -> None:
+        self._call(lambda b: b.fail(killed))
 
 
 def _run_summary(record: dict, tmp: str) -> list[Path]:
@@ -148,13 +148,16 @@ def run_place(out_dir: Path) -> RunPlace:
 @contextmanager
 def tracking(cfg: DictConfig, out_dir: Path) -> Iterator[Tracker]:
     """A started tracker for `cfg.logger` (a no-op for logger=none); a run that raises closes
-    its tracked run as failed."""
+    its tracked run as failed, one stopped by a signal as killed."""
     name = cfg.logger.name
     backend = None if name == "none" else LOGGERS[name].cls(cfg.logger, run_place(out_dir))
     tracker = Tracker(name, backend, cfg)
     tracker.start()
     try:
         yield tracker
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP, SIGQUIT (kdrun.runtime.interrupt)
+        tracker.fail(killed=True)
+        raise
     except BaseException:
         tracker.fail()
         raise

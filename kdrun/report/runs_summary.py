@@ -12,8 +12,10 @@ from pathlib import Path
 
 from rich.table import Table
 
-from kdrun.store.cache import atomic_write, atomic_write_text
+from kdrun.errors import ConfigError
+from kdrun.store.cache import atomic_write
 from kdrun.store.record import RECORD, verify_record
+from kdrun.store.storage import storage_error
 
 
 @dataclass
@@ -40,6 +42,16 @@ class RunRow:
     teacher_arch: str = ""
     student_arch: str = ""
     ways: int | None = None
+    data: str = ""  # the data source (and root): overrides leave paths out, so rows could not
+
+
+def data_source(m: dict) -> str:
+    """`source` or `source:root` from a record's resolved config; "" for a record without."""
+    data = (m.get("config") or {}).get("data") or {}
+    if not isinstance(data, dict) or not data.get("source"):
+        return ""
+    root = data.get("root")
+    return f"{data['source']}:{root}" if root and data["source"] != "synthetic" else data["source"]
 
 
 def _convergence(m: dict) -> dict:
@@ -63,7 +75,7 @@ def row_from_record(run_dir: Path, m: dict, status: str = "") -> RunRow:
     status = status or m.get("status", "ok")
     overrides = " ".join(m.get("overrides") or [])
     if status != "ok":
-        return RunRow(run_dir=str(run_dir), overrides=overrides, status=status)
+        return RunRow(str(run_dir), overrides, status, data=data_source(m))
     return RunRow(
         run_dir=str(run_dir),
         overrides=overrides,
@@ -82,15 +94,19 @@ def row_from_record(run_dir: Path, m: dict, status: str = "") -> RunRow:
         teacher_arch=m["teacher"].get("arch", ""),
         student_arch=m["student"].get("arch", ""),
         ways=m.get("setting", {}).get("ways"),
+        data=data_source(m),
     )
 
 
 def read_run(run_dir: Path, problems: list[str] | None = None) -> RunRow | None:
     """The run's row; None when metrics.json is absent, or does not verify (the reason is
-    appended to `problems`). An older kdrun's record without checksum gives an unverified row."""
+    appended to `problems`). An older kdrun's record without checksum gives an unverified row;
+    a metrics.json that is not a regular file of plausible size raises ConfigError unread."""
     check = verify_record(run_dir)
     if check.state == "absent":
         return None
+    if check.state == "special":  # a FIFO or device named metrics.json: hostile, not damaged
+        raise ConfigError(check.problem)
     if check.record is None:
         if problems is not None:
             problems.append(f"{run_dir / RECORD}: {check.problem}")
@@ -128,11 +144,21 @@ def _pm(value: float, ci: float, episodes: int) -> str:
     return f"{100 * value:.1f}" + (f" ± {100 * ci:.1f}" if episodes > 1 else "")
 
 
-def _cells(r: RunRow) -> list[str]:
+def _label(r: RunRow, show_data: bool) -> str:
+    label = r.overrides or "(defaults)"
+    return f"{label} [data {r.data or '?'}]" if show_data else label
+
+
+def _data_differs(rows: list[RunRow]) -> bool:
+    """Rows from different data sources or roots: say which, or equal overrides look equal."""
+    return len({r.data for r in rows}) > 1
+
+
+def _cells(r: RunRow, show_data: bool = False) -> list[str]:
     if r.status != "ok":
-        return [r.overrides or "(defaults)", "", "", "", "", "", "", r.status]
+        return [_label(r, show_data), "", "", "", "", "", "", r.status]
     return [
-        r.overrides or "(defaults)",
+        _label(r, show_data),
         f"{100 * r.teacher_acc:.1f}",
         _pm(r.baseline_acc, r.baseline_ci95, r.episodes),
         _pm(r.student_acc, r.student_ci95, r.episodes),
@@ -157,7 +183,8 @@ HEADER = [
 
 def to_markdown(rows: list[RunRow]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    show = _data_differs(rows)
+    lines += ["| " + " | ".join(_cells(r, show)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -165,8 +192,9 @@ def to_rich(rows: list[RunRow], title: str) -> Table:
     table = Table(title=title, title_justify="left")
     for i, col in enumerate(HEADER):
         table.add_column(col, justify="left" if i == 0 else "right")
+    show = _data_differs(rows)
     for r in rows:
-        table.add_row(*_cells(r))
+        table.add_row(*_cells(r, show))
     return table
 
 
@@ -291,23 +319,54 @@ def draw(rows: list[RunRow]):
     return fig
 
 
-def plot(rows: list[RunRow], path: Path) -> bool:
-    """summary.png from `draw`; False (and no file) if nothing varies."""
+SUMMARY_FILES = ("summary.csv", "summary.md", "summary.png")  # every file a summary owns
+
+
+def plot_png(rows: list[RunRow]) -> bytes | None:
+    """summary.png's bytes from `draw`; None if nothing varies."""
     fig = draw(rows)  # selects the Agg backend before pyplot is imported here
     if fig is None:
-        return False
+        return None
     import matplotlib.pyplot as plt
 
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
-    return True
+    return buf.getvalue()
+
+
+def plot(rows: list[RunRow], path: Path) -> bool:
+    """summary.png from `draw`; False (and no file) if nothing varies."""
+    png = plot_png(rows)
+    if png is not None:
+        atomic_write(path, lambda f: f.write(png))
+    return png is not None
 
 
 def write_summary(rows: list[RunRow], out_dir: Path) -> list[Path]:
-    """summary.csv, summary.md and (when something varies) summary.png in `out_dir`."""
-    written = [out_dir / "summary.csv", out_dir / "summary.md"]
-    atomic_write_text(to_csv(rows), written[0])
-    atomic_write_text(to_markdown(rows), written[1])
-    if rows and plot(rows, out_dir / "summary.png"):
-        written.append(out_dir / "summary.png")
+    """summary.csv, summary.md and (when something varies) summary.png in `out_dir`, all
+    rendered before any is written; an owned file this summary has no content for (an earlier
+    sweep's plot) is removed, so no file in `out_dir` describes other runs."""
+    png = plot_png(rows) if rows else None
+    contents = {
+        "summary.csv": to_csv(rows).encode(),
+        "summary.md": to_markdown(rows).encode(),
+        "summary.png": png,
+    }
+    written = []
+    for name in SUMMARY_FILES:
+        path, data = out_dir / name, contents[name]
+        if data is None:
+            remove_stale(path)
+            continue
+        atomic_write(path, lambda f, data=data: f.write(data))
+        written.append(path)
     return written
+
+
+def remove_stale(path: Path) -> None:
+    """Delete an owned summary file this summary does not rewrite; failing that, say so."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise storage_error(path, exc) from exc

@@ -1,35 +1,86 @@
-"""Ctrl-C and SIGTERM end a run in one line, not a page of traceback: every finished stage is
-cached, so the useful news is where it stopped and that the same command resumes."""
+"""Ctrl-C, SIGTERM, SIGHUP (a closed terminal or ssh session) and SIGQUIT end a run in one
+line, not a page of traceback, logged in kdrun.log: every finished stage is cached, so the
+useful news is where it stopped and that the same command resumes. The exit status is 128 +
+the signal number: 130 (INT), 143 (TERM), 129 (HUP), 131 (QUIT)."""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType, TracebackType
 
 log = logging.getLogger("kdrun")
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that the same cleanup (temporary files, locks) runs."""
+    """SIGTERM (or SIGHUP, SIGQUIT: `signum`), raised like Ctrl-C so that the same cleanup
+    (temporary files, locks) runs."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = signum
+
+
+class Orphaned(Terminated):
+    """A parallel sweep's worker whose launcher died: it stops rather than go on writing in a
+    job directory that a re-run of the sweep would start on too."""
+
+
+_parent: int | None = None  # the launcher this worker must outlive; None: not watched
+
+
+def watch_parent() -> None:
+    """From now on, check_parent stops this process once its parent is gone (re-parented)."""
+    global _parent
+    _parent = os.getppid()
+
+
+def check_parent() -> None:
+    """Raise Orphaned if the parent watch_parent saw has died; cheap (one getppid call)."""
+    if _parent is not None and os.getppid() != _parent:
+        raise Orphaned(signal.SIGTERM)
+
+
+# Signals that end a run like Ctrl-C: `kill`, a scheduler's time limit, a closed terminal.
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name)
+)
+_stopping = False  # set once the first signal's exception is raised
 
 
 @contextmanager
 def sigterm_raises() -> Iterator[None]:
-    """Within the block, SIGTERM (`kill`, a scheduler's time limit) raises Terminated; the
-    previous handler is restored after (kdrun.cli.main.main also runs inside test processes)."""
+    """Within the block, STOP_SIGNALS raise Terminated and a second signal (a second Ctrl-C)
+    is ignored while the first one's message and cleanup run; the previous handlers are
+    restored after (kdrun.cli.main.main also runs inside test processes)."""
+    global _stopping
+    _stopping = False
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise Terminated()
+        global _stopping
+        if _stopping:
+            return  # the first one is already stopping the run
+        _stopping = True
+        raise Terminated(signum)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        global _stopping
+        if _stopping:
+            return
+        _stopping = True
+        raise KeyboardInterrupt()
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 # kdrun modules → the stage they run; a frame of `fit` names its own stage ("teacher", ...).
@@ -69,13 +120,21 @@ def stage_of(tb: TracebackType | None) -> str | None:
 def report_interrupt(exc: KeyboardInterrupt) -> int:
     """Say in one line where the run stopped (also into kdrun.log once logging is set up);
     returns the exit status: 128 + the signal number, as a shell reports it."""
-    signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+    signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
     stage = stage_of(exc.__traceback__)
-    what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+    what = {
+        signal.SIGINT: "interrupted",
+        signal.SIGTERM: "terminated (SIGTERM)",
+        getattr(signal, "SIGHUP", -1): "hung up (SIGHUP: the terminal or session closed)",
+        getattr(signal, "SIGQUIT", -2): "quit (SIGQUIT)",
+    }[signum]
+    if isinstance(exc, Orphaned):
+        what = f"stopped: the sweep's launcher (pid {_parent}) died"
     where = f" during {stage}" if stage else ""
     message = f"{what}{where}: finished stages are cached; re-run the same command to resume."
     if logging.getLogger().handlers:
         log.warning("%s", message)
     else:
-        print(f"[WARNING] {message}", file=sys.stderr, flush=True)
+        with suppress(OSError):  # SIGHUP: the terminal may be gone
+            print(f"[WARNING] {message}", file=sys.stderr, flush=True)
     return 128 + signum

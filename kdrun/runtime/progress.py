@@ -20,6 +20,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from kdrun.runtime.interrupt import check_parent
+
 log = logging.getLogger("kdrun")
 
 console = Console(stderr=True)
@@ -114,6 +116,7 @@ class Meter:
         return min(self.total, -(-k * self.total // self.lines))
 
     def advance(self, n: int = 1) -> None:
+        check_parent()  # a parallel sweep's worker stops when its launcher died
         self.done += n
         now = self.clock()
         final = self.done >= self.total

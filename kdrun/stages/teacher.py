@@ -16,13 +16,14 @@ from kdrun.data.views import AugmentedSet
 from kdrun.episode_inputs import EpisodeInputs
 from kdrun.losses import build_loss
 from kdrun.models import build_model
-from kdrun.stages.teacher_checkpoint import checkpoint_path, load_checkpoint
-from kdrun.store.cache import digest, file_digest
+from kdrun.stages.teacher_checkpoint import checkpoint_digest, load_checkpoint
+from kdrun.store.cache import digest
 from kdrun.store.checkpoint import TrainingCheckpoint
 from kdrun.train import Schedule, cpu_state_dict, fit, steps_per_epoch
 
 log = logging.getLogger(__name__)
 
+EXPLODED = 1e6  # a teacher whose loss ends this many times above its first step's has diverged
 TRAINING_KEYS = (
     "arch",
     "batch_size",
@@ -68,9 +69,7 @@ def prepare_teacher(cfg: DictConfig, inputs: EpisodeInputs) -> TeacherResult:
     ways = episode.ways
     if cfg.checkpoint:
         model = runtime.place(load_checkpoint(cfg.checkpoint, cfg.arch, ways))
-        identity = digest(
-            {"checkpoint": file_digest(checkpoint_path(cfg.checkpoint)), "arch": cfg.arch}
-        )
+        identity = digest({"checkpoint": checkpoint_digest(cfg.checkpoint), "arch": cfg.arch})
         log.info("teacher: loaded %s from %s", cfg.arch, cfg.checkpoint)
         return TeacherResult(model, identity, "checkpoint")
     key = teacher_key(cfg, inputs.dataset, episode, OmegaConf.to_container(inputs.augment))
@@ -122,5 +121,6 @@ def _train(
         seed=cfg.seed,
         stage="teacher",
         checkpoint=checkpoint,
+        explode_ratio=EXPLODED,
     )
     return {"state_dict": cpu_state_dict(model), "arch": cfg.arch, "history": history}

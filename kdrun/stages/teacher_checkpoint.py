@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import pickle
 import re
 import zipfile
@@ -16,6 +17,8 @@ from torch import nn
 from kdrun.errors import ConfigError
 from kdrun.measure.finite import nonfinite_count
 from kdrun.models import build_model
+from kdrun.store.cache import file_digest
+from kdrun.store.storage import GiB, regular_file
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +30,35 @@ def checkpoint_path(path: str) -> Path:
     return Path(to_absolute_path(path))
 
 
+MAX_CHECKPOINT_BYTES = 4 * GiB  # the largest torchvision classifier saves in about 0.6 GiB
+_digests: dict[tuple, str] = {}
+
+
+def checked_checkpoint(path: str) -> tuple[Path, os.stat_result]:
+    """The checkpoint file and its stat, refused (ConfigError naming teacher.checkpoint) unless
+    it is a regular file of plausible size: /dev/zero or a FIFO must never be opened."""
+    file = checkpoint_path(path)
+    try:
+        return file, regular_file(file, "teacher.checkpoint", MAX_CHECKPOINT_BYTES)
+    except PermissionError as exc:
+        raise ConfigError(f"teacher.checkpoint={path} cannot be read: {exc.strerror}.") from None
+
+
+def checkpoint_digest(path: str) -> str:
+    """SHA-256 of the checkpoint file, hashed once per (path, inode, size, mtime) in this
+    process: the reuse proof, preflight and the teacher stage all ask for it."""
+    file, st = checked_checkpoint(path)
+    stamp = (str(file), st.st_ino, st.st_size, st.st_mtime_ns)
+    if stamp not in _digests:
+        _digests[stamp] = file_digest(file)
+    return _digests[stamp]
+
+
 def load_checkpoint(path: str, arch: str, num_classes: int) -> nn.Module:
     """Build `arch` and load weights from `path`; only tensors load, never pickled code.
     Common wrappings (`{"model": ...}`, a DataParallel `module.` prefix) are unwrapped, and
     NaN or Inf weights are refused: such a teacher would only teach noise."""
-    file = checkpoint_path(path)
+    file, _ = checked_checkpoint(path)
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -101,7 +128,10 @@ def _torch_reason(exc: Exception) -> str:
 
 
 def _unsafe_globals(file: Path, exc: Exception) -> list[str]:
-    """The globals (classes, functions) the weights-only unpickler refused to import."""
+    """The globals (classes, functions) the weights-only unpickler refused to import; for the
+    legacy format, read from the file's pickle opcodes (torch names none there)."""
+    if is_legacy_checkpoint(file):
+        return legacy_globals(file)
     if not isinstance(exc, pickle.UnpicklingError):
         return []
     found = re.findall(r"Unsupported global: GLOBAL ([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)", str(exc))
@@ -110,6 +140,33 @@ def _unsafe_globals(file: Path, exc: Exception) -> list[str]:
         with contextlib.suppress(Exception):  # a damaged archive: keep what the message named
             found = [*found, *lister(file)]
     return list(dict.fromkeys(found))  # unique, in order
+
+
+SAFE_GLOBALS = ("torch.", "collections.OrderedDict")  # what a legacy state dict names
+LEGACY_PICKLES = 4  # magic number, protocol, sys info, then the object (storages follow, raw)
+
+
+def legacy_globals(file: Path) -> list[str]:
+    """Globals other than torch's and OrderedDict that a legacy checkpoint's pickles import,
+    found by reading opcodes (pickletools), never by unpickling."""
+    import pickletools
+
+    found: list[str] = []
+    try:
+        with open(file, "rb") as f:
+            for _ in range(LEGACY_PICKLES):
+                strings: list[str] = []
+                for op, arg, _ in pickletools.genops(f):
+                    if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+                        strings.append(str(arg))
+                    elif op.name == "GLOBAL":
+                        found.append(str(arg).replace(" ", "."))
+                    elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                        found.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # a truncated or odd stream: keep what was read
+        pass
+    unsafe = [g for g in found if not g.startswith(SAFE_GLOBALS)]
+    return list(dict.fromkeys(unsafe))
 
 
 LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")

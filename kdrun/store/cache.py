@@ -27,12 +27,15 @@ from typing import Any
 import torch
 from filelock import FileLock, Timeout
 
-from kdrun.errors import StorageError
+from kdrun.errors import ConfigError, StorageError
 from kdrun.measure.finite import nonfinite_count
 from kdrun.store.storage import (
+    GiB,
+    MiB,
     atomic_write,
     commit,
     make_dirs,
+    regular_file,
     remove_stale_temps,
     staged_file,
     storage_error,
@@ -53,6 +56,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # 2: every payload has a `.sum` record (size + SHA-256), verified on read
 LOCK_TIMEOUT_S = 6 * 3600  # longer than any teacher should take; then fail loudly
+MAX_ENTRY_BYTES = 256 * GiB  # decoded images of a large set; only a device is bigger
 SETTING = "cache_dir (KDRUN_CACHE_DIR)"  # what to change when the cache cannot be written
 
 
@@ -102,14 +106,21 @@ def checksum_record(path: Path) -> dict[str, Any]:
 
 
 def verify(path: Path) -> None:
-    """Raise CorruptEntry unless `path` has a record and matches its size and checksum."""
+    """Raise CorruptEntry unless `path` has a record and matches its size and checksum; neither
+    file is opened unless it is a regular file of plausible size (a FIFO would block)."""
     try:
+        if not os.path.lexists(record_path(path)):
+            raise FileNotFoundError(record_path(path))
+        regular_file(record_path(path), "a cache checksum record", MiB)
+        regular_file(path, "a cache entry", MAX_ENTRY_BYTES)
         record = json.loads(record_path(path).read_text())
         size, sha = int(record["size"]), str(record["sha256"])
     except FileNotFoundError:
         raise CorruptEntry("no checksum record (older cache format or tampered)") from None
     except PermissionError:
         raise  # another user's entry: not corrupt, and not ours to move aside
+    except ConfigError as exc:
+        raise CorruptEntry(str(exc)) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CorruptEntry(f"unreadable checksum record ({type(exc).__name__})") from None
     actual = path.stat().st_size

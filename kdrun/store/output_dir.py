@@ -35,6 +35,7 @@ def check_output_dir(path: str, key: str) -> None:
     try:
         ensure_writable_dir(Path(path).absolute(), key)
     except StorageError as exc:
+        remove_empty_dirs(list(DIRS_MADE))  # a refused start leaves no empty run directory
         _refuse(str(exc))
 
 

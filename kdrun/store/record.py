@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from kdrun.store.cache import atomic_write_text, digest, file_digest
-from kdrun.store.storage import storage_error
+from kdrun.store.storage import MiB, regular_file, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +25,15 @@ FILES = ("history.csv", "student.pt", "baseline.pt")
 IGNORED_OVERRIDES = ("hydra.", "data.root=", "data.download=", "cache_dir=")  # paths
 STATUSES = ("ok", "diverged")  # what a run can record; a report adds missing/failed/unverified
 # Keys this module owns; write_record replaces them, so a reused record can be re-stamped.
+MAX_RECORD_BYTES = 64 * MiB  # a record holds numbers and curves: a few hundred KiB at most
 OWN_KEYS = ("status", "overrides", "config", "config_digest", "multirun", "files", "checksum")
 
 
 @dataclass(frozen=True)
 class Check:
     """What `verify_record` found: `state` is ok, absent, unverified (an older kdrun's record of
-    the right shape, without checksum) or damaged; `problem` says why it is not ok."""
+    the right shape, without checksum), damaged, or special (not a regular file of plausible
+    size: never opened); `problem` says why it is not ok."""
 
     state: str
     record: dict | None = None
@@ -72,6 +74,7 @@ def multirun_stamp() -> dict | None:
 def read_manifest(sweep_dir: Path) -> dict | None:
     """The manifest written when the multirun in `sweep_dir` started; None if absent or bad."""
     try:
+        regular_file(sweep_dir / MANIFEST, MANIFEST, MAX_RECORD_BYTES)
         manifest = json.loads((sweep_dir / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
@@ -169,6 +172,12 @@ def _files_problem(out_dir: Path, files: dict) -> str:
 def verify_record(out_dir: Path) -> Check:
     """Read and check out_dir/metrics.json: JSON, shape, its checksum, then the files it names."""
     path = out_dir / RECORD
+    if not os.path.lexists(path):
+        return Check("absent", problem="no metrics.json")
+    try:
+        regular_file(path, RECORD, MAX_RECORD_BYTES)  # a FIFO would block, /dev/zero fill memory
+    except ValueError as exc:
+        return Check("special", problem=str(exc))
     try:
         record = json.loads(path.read_text())
     except FileNotFoundError:

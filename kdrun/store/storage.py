@@ -7,6 +7,7 @@ import errno
 import logging
 import os
 import secrets
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import BinaryIO
 
-from kdrun.errors import StorageError
+from kdrun.errors import ConfigError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ REASONS = {
     errno.EROFS: "the file system is read-only",
     errno.ENOTDIR: "a part of the path is a file, not a directory",
     errno.EEXIST: "a part of the path is a file, not a directory",
+    errno.ENAMETOOLONG: "a name in the path is longer than the file system allows",
 }
 FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -46,6 +48,8 @@ def storage_error(path: Path | str, exc: OSError, hint: str = "") -> StorageErro
     fix = (
         f"free some space or {where} another file system"
         if exc.errno in FULL
+        else f"{where} a shorter path"
+        if exc.errno == errno.ENAMETOOLONG
         else f"{where} a writable directory"
     )
     return StorageError(
@@ -79,7 +83,7 @@ def missing_dirs(path: Path) -> list[Path]:
     """`path` and those of its ancestors that do not exist yet, outermost first."""
     missing = []
     path = Path(path).absolute()
-    while not path.exists() and path != path.parent:
+    while not os.path.exists(path) and path != path.parent:  # False on ENAMETOOLONG too
         missing.append(path)
         path = path.parent
     return missing[::-1]
@@ -220,3 +224,45 @@ def _pause_if_asked(path: Path) -> None:
         seconds = float(os.environ.get("KDRUN_PAUSE_SECONDS", "3600"))
         log.warning("%s: pausing %.0fs before renaming %s into place", PAUSE_ENV, seconds, path)
         time.sleep(seconds)
+
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+def regular_file(path: Path | str, key: str, max_bytes: int) -> os.stat_result:
+    """Check, before opening it, that `path` is a regular file of at most `max_bytes`: a FIFO
+    would block forever, /dev/zero or a huge file would fill memory. Raises ConfigError naming
+    `key` (the setting or role of the file); returns its stat for digests keyed on it.
+    PermissionError passes through (a cache entry of another user is not corrupt)."""
+    try:
+        st = os.stat(path)
+    except PermissionError:
+        raise  # not ours to judge: the caller says whose file it is
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"{key}={path} cannot be read: {reason}.") from None
+    kind = _file_kind(st.st_mode)
+    if kind != "regular file":
+        raise ConfigError(
+            f"{key}={path} is a {kind}, not a regular file; kdrun reads only regular files "
+            "(a pipe or device never ends). Point it at a file."
+        )
+    if st.st_size > max_bytes:
+        raise ConfigError(
+            f"{key}={path} is {st.st_size / MiB:,.0f} MiB, more than the {max_bytes / MiB:,.0f} "
+            "MiB such a file can plausibly be; it is not the file kdrun expects there."
+        )
+    return st
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISREG, "regular file"),
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "named pipe (FIFO)"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "special file")
