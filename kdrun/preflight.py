@@ -230,7 +230,8 @@ def check_transfer(cfg: DictConfig) -> None:
     _require(
         source.uses_pool or cfg.pool in ("auto", 0),
         f"pool={cfg.pool} draws real unlabelled images, but transfer={name} uses no real image "
-        "beyond the shots; drop pool, or use transfer=pool to distil on a pool.",
+        "beyond the shots; set pool=0 (an experiment may have set it), or use transfer=pool to "
+        "distil on a pool.",
     )
     if source.online:
         _require(

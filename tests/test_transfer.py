@@ -168,7 +168,7 @@ def test_online_mixes_are_labelled_by_the_teacher_in_the_loop(inputs):
         (["teacher=cnn_large", "transfer=inversion"], "has no BatchNorm layer"),
         (["teacher=cnn_small", "transfer=generator"], "or transfer=mix"),
         (["transfer=shots", "pool=100"], "transfer=shots uses no real image beyond the shots"),
-        (["transfer=mix", "pool=all"], "drop pool, or use transfer=pool"),
+        (["transfer=mix", "pool=all"], "set pool=0 (an experiment may have set it)"),
         (["transfer=mix", "soft_labels.mix=cutmix", "soft_labels.views=4"], "transfer.mix"),
         (["transfer=mix", "loss=fitnet"], "use a logit method"),
         (["transfer=mix", "transfer.mix=blend"], "transfer.mix='blend' is unknown"),
@@ -178,7 +178,8 @@ def test_online_mixes_are_labelled_by_the_teacher_in_the_loop(inputs):
     ],
 )
 def test_preflight_refuses_what_a_transfer_cannot_do(overrides, needle, compose_cfg):
-    cfg = compose_cfg("experiment=smoke", *overrides)
+    pool = [] if any(o.startswith("pool=") for o in overrides) else ["pool=0"]
+    cfg = compose_cfg("experiment=smoke", *pool, *overrides)
     with pytest.raises(ConfigError, match="") as err:
         preflight(cfg)
     assert needle in str(err.value)
