@@ -32,19 +32,19 @@ from kdrun.models import build_model
 from kdrun.train import Schedule, fit, predict
 
 NAME = "student stage: kdrun vs torchdistill"
-WAYS, SHOTS, STEPS, TEACHER, STUDENT = 10, 5, 200, "cnn_large", "cnn_small"
+WAYS, SHOTS, STEPS, TEACHER, STUDENT = 10, 5, 100, "cnn_large", "cnn_small"
 LR, MOMENTUM, WEIGHT_DECAY, CLIP, ALPHA, T = 0.02, 0.9, 5e-4, 5.0, 0.9, 4.0
 
 # What each tool needs to be told for this stage (counted, not executed, for kdrun: its
 # defaults already are lr 0.02, SGD + Nesterov, warm-up + cosine, clip 5, KD alpha 0.9, T 4).
-KDRUN_CONFIG = """\
+KDRUN_CONFIG = f"""\
 loss=kd
 pool=0
 soft_labels.views=0
 data.augment.crop_padding=0
 data.augment.flip=false
-student.steps=200
-student.batch_size=50
+student.steps={STEPS}
+student.batch_size={WAYS * SHOTS}
 """
 
 # torchdistill's own YAML for the same stage (read by its reader and used below); the schedule
