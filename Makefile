@@ -9,7 +9,7 @@ ARGS      ?=
 
 $(BIN)/kdrun: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev,slurm,tensorboard,mlflow,docs]'
+	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev,slurm,tensorboard,mlflow,docs,peers]'
 	touch $@
 
 install: $(BIN)/kdrun
@@ -30,8 +30,10 @@ test: install
 test-slow: install
 	$(BIN)/pytest -q -m slow -rs --durations=15
 
-# Speed and memory ratios against baselines measured in the same run (< 10 min on 2 cores).
-# The data and memory figures need a CIFAR-10 copy: make bench DATA_ROOT=/path/to/cifar10
+# Speed and memory ratios against baselines measured in the same run, interleaved and judged by
+# their 95% interval (docs/benchmarks.md); torchdistill (the `peers` extra) is measured too.
+# < 10 min on 2 cores. The data and memory figures need a CIFAR-10 copy:
+# make bench DATA_ROOT=/path/to/cifar10
 bench: install
 	KDRUN_DATA_ROOT=$(DATA_ROOT) $(BIN)/python -m benchmarks.run_all
 

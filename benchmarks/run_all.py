@@ -1,4 +1,6 @@
-"""`make bench`: every benchmark in one process-per-script pass, each printing its ratio."""
+"""`make bench`: every benchmark in its own process, each printing its rounds and its
+interval-judged verdicts, then the verdicts again in one block. Exit 1 on a MISS or a failed
+script; INCONCLUSIVE (the interval straddles the target) does not fail the run."""
 
 from __future__ import annotations
 
@@ -6,17 +8,42 @@ import subprocess
 import sys
 import time
 
-SCRIPTS = ("overhead", "distill_cost", "curve_cost", "sweep_cost", "startup")
+SCRIPTS = (
+    "overhead",
+    "teacher_throughput",
+    "distill_cost",
+    "curve_cost",
+    "peer_torchdistill",
+    "sweep_cost",
+    "startup",
+)
+VERDICTS = ("[OK]", "[MISS]", "[INCONCLUSIVE]", "[SKIP]")
 
 
 def main() -> int:
-    start, failed = time.perf_counter(), []
+    start, failed, verdicts = time.perf_counter(), [], []
     for name in SCRIPTS:
         print(f"== benchmarks/{name}.py", flush=True)
-        if subprocess.run([sys.executable, "-m", f"benchmarks.{name}"]).returncode:
+        began = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"benchmarks.{name}"], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            if line.startswith(VERDICTS):
+                verdicts.append(line.split(" — ")[0].rstrip())
+        if proc.wait():
             failed.append(name)
+        print(f"   ({time.perf_counter() - began:.0f}s)", flush=True)
+    print("== verdicts", flush=True)
+    for line in verdicts:
+        print(line, flush=True)
+    for name in failed:
+        print(f"[FAILED] benchmarks/{name}.py exited with an error", flush=True)
     print(f"== all benchmarks in {time.perf_counter() - start:.0f}s", flush=True)
-    return 1 if failed else 0
+    missed = any(line.startswith("[MISS]") for line in verdicts)
+    return 1 if failed or missed else 0
 
 
 if __name__ == "__main__":

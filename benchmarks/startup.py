@@ -1,6 +1,12 @@
 """Start-up and data: `kdrun --help`, first decode of CIFAR-10, warm reload, and the peak memory
-of a full real-data run. Targets: warm reload < 1 s, peak memory < 2 GiB. The data figures need
-KDRUN_DATA_ROOT (a CIFAR-10 class-folder tree or torchvision copy); without it they are skipped."""
+of a full real-data run. The data figures need KDRUN_DATA_ROOT (a CIFAR-10 class-folder tree or
+torchvision copy); without it they are skipped.
+
+Targets: warm reload <= 20x a plain `torch.load` of the same cached bytes, interleaved in the
+same run (an absolute "< 1 s" flipped with the machine: the decoded tensors are already
+memory-mapped, and 9/10 of a warm reload is listing and stat'ing the tree's 60,000 files for
+the fingerprint that notices an edited image, plus the SHA-256 check of the cache entry);
+peak memory < 2 GiB."""
 
 from __future__ import annotations
 
@@ -12,8 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import report
+import torch
+from omegaconf import OmegaConf
 
+from benchmarks.common import Target, compare, info, skip
+from kdrun.data import get_source
+from kdrun.store.cache import ArtifactCache
+
+WARM_TARGET = 20.0
 KDRUN = str(Path(sys.executable).with_name("kdrun"))
 CHILD = (
     "import sys, time, resource\n"
@@ -31,21 +43,33 @@ CHILD = (
 def main() -> None:
     start = time.perf_counter()
     subprocess.run([KDRUN, "--help"], check=True, capture_output=True)
-    print(f"[info] kdrun --help: {time.perf_counter() - start:.2f}s wall (no torch import)")
+    info("kdrun --help", f"{time.perf_counter() - start:.2f}s wall (no torch import)")
     root = os.environ.get("KDRUN_DATA_ROOT")
     if not root:
-        print("[skip] data and memory figures: set KDRUN_DATA_ROOT to a CIFAR-10 copy")
+        skip("data and memory figures", "set KDRUN_DATA_ROOT to a CIFAR-10 copy")
         return
     with tempfile.TemporaryDirectory() as cache:
         load = [sys.executable, "-c", CHILD, root, cache]
         first = float(subprocess.run(load, check=True, capture_output=True, text=True).stdout)
-        warm = float(subprocess.run(load, check=True, capture_output=True, text=True).stdout)
-        report(
-            "warm data reload vs first decode",
-            warm / first,
-            "warm < 1 s",
-            warm < 1.0,
-            f"first decode {first:.2f}s, warm reload {warm:.2f}s",
+        info("first decode of the data set (cached after)", f"{first:.1f}s")
+        cfg = OmegaConf.create(
+            {"source": "cifar10", "root": root, "download": False, "image_size": 32}
+        )
+        (entry,) = Path(cache, "images").glob("*.pt")
+
+        def warm() -> None:
+            get_source("cifar10").load(cfg, ArtifactCache(Path(cache)))
+
+        def plain() -> None:
+            torch.load(entry, map_location="cpu", weights_only=True)
+
+        compare(
+            "warm data reload vs a plain torch.load of the same bytes",
+            warm,
+            plain,
+            Target("<=", WARM_TARGET),
+            ratio=lambda t_warm, t_plain: t_warm / t_plain,
+            labels=("kdrun warm reload (scan, fingerprint, verify, mmap)", "torch.load"),
         )
         args = [
             KDRUN,
@@ -58,12 +82,11 @@ def main() -> None:
         env = {**os.environ, "KDRUN_CACHE_DIR": cache}
         subprocess.run(args, check=True, capture_output=True, env=env)
     peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB on Linux
-    report(
-        "peak memory of a full CIFAR-10 run (1 teacher epoch)",
-        peak_gib / 2,
-        "< 2 GiB",
-        peak_gib < 2,
-        f"peak RSS {peak_gib:.2f} GiB",
+    verdict = "OK" if peak_gib < 2 else "MISS"  # one deterministic figure, not a timing
+    print(
+        f"[{verdict}] peak memory of a full CIFAR-10 run (1 teacher epoch): {peak_gib:.2f} GiB "
+        "(target < 2 GiB)",
+        flush=True,
     )
 
 
