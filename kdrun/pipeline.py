@@ -20,6 +20,7 @@ from kdrun.loggers import tracking
 from kdrun.losses import Distiller, build_loss
 from kdrun.preflight import check_counts, preflight
 from kdrun.report.run_record import history_csv, run_metrics
+from kdrun.stages.cost import run_costs
 from kdrun.stages.evaluation import accuracy_on_test_split, evaluate_teacher, report_on_test_split
 from kdrun.stages.soft_labels import SoftLabels, get_soft_labels
 from kdrun.stages.student import budget_steps, train_student
@@ -255,8 +256,12 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
             sources.append(source)
             tracker.episode(e, record, rows)
 
+        start = time.perf_counter()
+        archs = {"teacher": cfg.teacher.arch, "student": cfg.student.arch}
+        costs = run_costs(archs, cfg.ways, cfg.data.image_size, cache)
+        timing["cost"] = time.perf_counter() - start
         timing["total"] = time.perf_counter() - t0
-        metrics = run_metrics(cfg, records, sources[0], pool, timing, shared)
+        metrics = run_metrics(cfg, records, sources[0], pool, timing, shared, costs)
         metrics["out_dir"] = str(out_dir)
         atomic_write_text(history_csv(history), out_dir / "history.csv")
         record = write_record(out_dir, metrics, cfg)  # last: its checksums cover the files above
