@@ -198,6 +198,26 @@ LOGGER_SCHEMAS = {"none": LoggerConf, "tensorboard": TensorBoardConf, "mlflow": 
 
 
 @dataclass
+class ExportConf:
+    """export=none: student.pt (a state dict for kdrun's model code) is all a run saves."""
+
+    name: str = MISSING
+
+
+@dataclass
+class OnnxExportConf(ExportConf):
+    """export=onnx: student.onnx beside student.pt, verified in onnxruntime on test images."""
+
+    opset: int = 17
+    # Largest |onnxruntime - PyTorch| logit difference accepted, relative to the largest |logit|
+    tolerance: float = 1e-4
+    verify_images: int = 64  # test images compared (episode 0's test split)
+
+
+EXPORT_SCHEMAS = {"none": ExportConf, "onnx": OnnxExportConf}
+
+
+@dataclass
 class Config:
     teacher: TeacherConf = MISSING
     student: StudentConf = MISSING
@@ -205,6 +225,7 @@ class Config:
     loss: Any = MISSING  # typed by each method's own schema (LOSS_SCHEMAS)
     device: DeviceConf = MISSING
     logger: Any = MISSING  # typed by its option's schema (LOGGER_SCHEMAS)
+    export: Any = MISSING  # typed by its option's schema (EXPORT_SCHEMAS)
     soft_labels: SoftLabelConf = field(default_factory=SoftLabelConf)
     ways: int = 10  # N: classes per few-shot task (all ten when 10)
     shots: int = 5  # K: labelled training images per class for the student
@@ -232,6 +253,7 @@ def register_configs() -> None:
         ("data", DATA_SCHEMAS),
         ("loss", LOSS_SCHEMAS),
         ("logger", LOGGER_SCHEMAS),
+        ("export", EXPORT_SCHEMAS),
     ):
         for option, schema in schemas.items():
             store.store(name=schema_name(group, option), node=schema)

@@ -22,6 +22,7 @@ from kdrun.preflight import check_counts, preflight
 from kdrun.report.run_record import history_csv, run_metrics
 from kdrun.stages.cost import run_costs
 from kdrun.stages.evaluation import accuracy_on_test_split, evaluate_teacher, report_on_test_split
+from kdrun.stages.export import export_student
 from kdrun.stages.soft_labels import SoftLabels, get_soft_labels
 from kdrun.stages.student import budget_steps, train_student
 from kdrun.stages.teacher import TeacherResult, prepare_teacher
@@ -84,6 +85,7 @@ def _run_episode(
     curves: dict[str, list[dict]] = {}
     baseline_source = "trained"
     baseline = build_loss(CE, cfg.student.label_smoothing)
+    exported = None
     for stage, method in (("student", distiller), ("baseline", baseline)):
         entry = _train_and_test(cfg.student, stage, method, inputs, soft, features)
         _add(timing, stage, entry["seconds"])
@@ -99,6 +101,22 @@ def _run_episode(
             baseline_source = "cache"
         if e == 0:
             atomic_torch_save(entry["state_dict"], out_dir / f"{stage}.pt")
+        if e == 0 and stage == "student" and cfg.export.name == "onnx":
+            start = time.perf_counter()
+            test_images = inputs.dataset.test.images[inputs.episode.test_indices]
+            n = cfg.export.verify_images
+            images = inputs.normalize(test_images[:n].to(inputs.runtime.device)).cpu()
+            exported = export_student(
+                cfg.export, cfg.student.arch, entry["state_dict"], images, out_dir
+            )
+            _add(timing, "export", time.perf_counter() - start)
+            log.info(
+                "export: %s verified in onnxruntime (max |diff| %.2g on %d images, %.2f ms)",
+                exported["file"],
+                exported["max_abs_diff"],
+                exported["verified_images"],
+                exported["onnxruntime_latency_ms"],
+            )
         log.info(
             "episode %d %s: test accuracy %.4f (%s)",
             e,
@@ -119,6 +137,8 @@ def _run_episode(
         "soft_labels": {"hit": soft.hit, "bytes": soft.nbytes, "views": cfg.soft_labels.views},
         "teacher_features": features.describe() if features is not None else None,
     }
+    if exported is not None:
+        record["export"] = exported
     return record, history, teacher.source
 
 

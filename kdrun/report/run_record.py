@@ -56,6 +56,7 @@ def run_metrics(
             "convergence": convergence["student"],
             "cost": costs["student"],
             "vs_teacher": vs_teacher(records, costs),
+            "export": records[0].get("export"),  # export=onnx: episode 0's verified file
         },
         "baseline": {
             **aggregate_reports([r["baseline"] for r in records]),
