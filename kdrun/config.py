@@ -50,6 +50,9 @@ class StudentConf(TrainConf):
     epochs: float = 20.0
     min_steps: int = 300
     curve: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])
+    # scratch | teacher: the distilled student starts from every teacher tensor whose name and
+    # shape match (a truncated copy within the CIFAR ResNets); the CE baseline starts from scratch
+    init: str = "scratch"
 
 
 @dataclass

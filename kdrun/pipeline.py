@@ -87,7 +87,10 @@ def _run_episode(
     baseline = build_loss(CE, cfg.student.label_smoothing)
     exported = None
     for stage, method in (("student", distiller), ("baseline", baseline)):
-        entry = _train_and_test(cfg.student, stage, method, inputs, soft, features)
+        init_state = None
+        if stage == "student" and cfg.student.init == "teacher":
+            init_state = cpu_state_dict(teacher.model)
+        entry = _train_and_test(cfg.student, stage, method, inputs, soft, features, init_state)
         _add(timing, stage, entry["seconds"])
         _add(timing, "curve", entry["curve_seconds"])  # already inside the stage's seconds
         history += [{**row, "episode": e} for row in entry["history"]]
@@ -96,6 +99,8 @@ def _run_episode(
             for p in entry["curve"]
         ]
         reports[stage] = entry["report"]
+        if stage == "student":
+            student_init = entry.get("init", {"from": "scratch"})
         curves[stage] = entry["curve"]
         if entry.get("cached"):
             baseline_source = "cache"
@@ -136,6 +141,7 @@ def _run_episode(
         "baseline_source": baseline_source,  # "cache": reused, trained by an earlier run
         "soft_labels": {"hit": soft.hit, "bytes": soft.nbytes, "views": cfg.soft_labels.views},
         "teacher_features": features.describe() if features is not None else None,
+        "student_init": student_init,
     }
     if exported is not None:
         record["export"] = exported
@@ -162,6 +168,7 @@ def _baseline_key(cfg: DictConfig, inputs: EpisodeInputs) -> str:
     student = OmegaConf.to_container(cfg)
     for key in ("steps", "epochs", "min_steps"):  # what matters is the budget they resolve to
         del student[key]
+    del student["init"]  # the baseline always starts from scratch
     student["budget"] = budget_steps(cfg, len(episode.shot_indices))
     return digest(
         {
@@ -184,6 +191,7 @@ def _train_and_test(
     inputs: EpisodeInputs,
     soft: SoftLabels,
     features: TeacherFeatures | None,
+    init_state: dict | None = None,
 ) -> dict:
     """Train a student (or reuse a cached baseline) and score it on the test split; `cfg` is
     `student`."""
@@ -197,6 +205,7 @@ def _train_and_test(
             stage=stage,
             features=features if stage == "student" else None,
             score=lambda model: accuracy_on_test_split(model, inputs),
+            init_state=init_state,
         )
         report = report_on_test_split(trained.model, inputs)
         final = {"step": trained.steps, "test_acc": report["test_acc"]}
@@ -207,6 +216,7 @@ def _train_and_test(
             "seconds": trained.seconds,
             "curve": [*trained.curve, final],
             "curve_seconds": trained.curve_seconds,
+            **({"init": trained.init} if trained.init is not None else {}),
         }
 
     if stage != "baseline":

@@ -176,6 +176,10 @@ def check_ranges(cfg: DictConfig) -> None:
     st = cfg.student
     _require(st.steps is None or st.steps >= 1, f"student.steps={st.steps} is invalid: >= 1.")
     _require(st.epochs > 0, f"student.epochs={st.epochs} is invalid: it must be > 0.")
+    _require(
+        st.init in ("scratch", "teacher"),
+        f"student.init={st.init!r} is unknown; choose scratch or teacher.",
+    )
     _require(st.min_steps >= 1, f"student.min_steps={st.min_steps} is invalid: it must be >= 1.")
     _require(
         len(st.curve) >= 1 and all(0 < f <= 1 for f in st.curve),

@@ -56,6 +56,7 @@ def run_metrics(
             "convergence": convergence["student"],
             "cost": costs["student"],
             "vs_teacher": vs_teacher(records, costs),
+            "init": records[0].get("student_init"),  # per episode: episodes[*].student_init
             "export": records[0].get("export"),  # export=onnx: episode 0's verified file
         },
         "baseline": {
