@@ -102,7 +102,7 @@ def plot(table: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
     teachers = {}
     for i, t in enumerate(table):
         r = t["run"]
@@ -127,7 +127,7 @@ def plot(table: list[dict], path: Path) -> None:
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("accuracy vs cost: students (circles) and their teachers (triangles)", fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=6, loc="lower right")
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))  # off the points
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
