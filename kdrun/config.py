@@ -50,6 +50,9 @@ class StudentConf(TrainConf):
     epochs: float = 20.0
     min_steps: int = 300
     curve: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])
+    # scratch | teacher: the distilled student starts from every teacher tensor whose name and
+    # shape match (a truncated copy within the CIFAR ResNets); the CE baseline starts from scratch
+    init: str = "scratch"
 
 
 @dataclass
@@ -256,6 +259,26 @@ LOGGER_SCHEMAS = {"none": LoggerConf, "tensorboard": TensorBoardConf, "mlflow": 
 
 
 @dataclass
+class ExportConf:
+    """export=none: student.pt (a state dict for kdrun's model code) is all a run saves."""
+
+    name: str = MISSING
+
+
+@dataclass
+class OnnxExportConf(ExportConf):
+    """export=onnx: student.onnx beside student.pt, verified in onnxruntime on test images."""
+
+    opset: int = 17
+    # Largest |onnxruntime - PyTorch| logit difference accepted, relative to the largest |logit|
+    tolerance: float = 1e-4
+    verify_images: int = 64  # test images compared (episode 0's test split)
+
+
+EXPORT_SCHEMAS = {"none": ExportConf, "onnx": OnnxExportConf}
+
+
+@dataclass
 class Config:
     teacher: TeacherConf = MISSING
     student: StudentConf = MISSING
@@ -264,6 +287,7 @@ class Config:
     device: DeviceConf = MISSING
     logger: Any = MISSING  # typed by its option's schema (LOGGER_SCHEMAS)
     transfer: Any = MISSING  # typed by its source's schema (TRANSFER_SCHEMAS)
+    export: Any = MISSING  # typed by its option's schema (EXPORT_SCHEMAS)
     soft_labels: SoftLabelConf = field(default_factory=SoftLabelConf)
     ways: int = 10  # N: classes per few-shot task (all ten when 10)
     shots: int = 5  # K: labelled training images per class for the student
@@ -293,6 +317,7 @@ def register_configs() -> None:
         ("loss", LOSS_SCHEMAS),
         ("logger", LOGGER_SCHEMAS),
         ("transfer", TRANSFER_SCHEMAS),
+        ("export", EXPORT_SCHEMAS),
     ):
         for option, schema in schemas.items():
             store.store(name=schema_name(group, option), node=schema)

@@ -32,3 +32,8 @@ class DivergedError(RuntimeError):
             f"Lower {settings}.lr, set {settings}.grad_clip (e.g. 5), or use "
             "device.precision=fp32 if it ran in bf16."
         )
+
+
+class ExportError(ConfigError):
+    """export=onnx produced no file, or a file whose logits disagree with PyTorch's: reported
+    in one paragraph (exit status 2) naming the operator or the difference; no file is left."""

@@ -20,7 +20,9 @@ from kdrun.loggers import tracking
 from kdrun.losses import Distiller, build_loss
 from kdrun.preflight import check_counts, preflight
 from kdrun.report.run_record import history_csv, run_metrics
+from kdrun.stages.cost import run_costs
 from kdrun.stages.evaluation import accuracy_on_test_split, evaluate_teacher, report_on_test_split
+from kdrun.stages.export import export_student
 from kdrun.stages.soft_labels import SoftLabels, get_soft_labels
 from kdrun.stages.student import budget_steps, train_student
 from kdrun.stages.teacher import TeacherResult, prepare_teacher
@@ -90,9 +92,15 @@ def _run_episode(
     curves: dict[str, list[dict]] = {}
     baseline_source = "trained"
     baseline = build_loss(CE, cfg.student.label_smoothing)
+    exported = None
     for stage, method in (("student", distiller), ("baseline", baseline)):
         online = made.training_set if stage == "student" else None
-        entry = _train_and_test(cfg.student, stage, method, inputs, soft, features, online)
+        init_state = None
+        if stage == "student" and cfg.student.init == "teacher":
+            init_state = cpu_state_dict(teacher.model)
+        entry = _train_and_test(
+            cfg.student, stage, method, inputs, soft, features, online, init_state
+        )
         _add(timing, stage, entry["seconds"])
         _add(timing, "curve", entry["curve_seconds"])  # already inside the stage's seconds
         history += [{**row, "episode": e} for row in entry["history"]]
@@ -101,11 +109,29 @@ def _run_episode(
             for p in entry["curve"]
         ]
         reports[stage] = entry["report"]
+        if stage == "student":
+            student_init = entry.get("init", {"from": "scratch"})
         curves[stage] = entry["curve"]
         if entry.get("cached"):
             baseline_source = "cache"
         if e == 0:
             atomic_torch_save(entry["state_dict"], out_dir / f"{stage}.pt")
+        if e == 0 and stage == "student" and cfg.export.name == "onnx":
+            start = time.perf_counter()
+            test_images = inputs.dataset.test.images[inputs.episode.test_indices]
+            n = cfg.export.verify_images
+            images = inputs.normalize(test_images[:n].to(inputs.runtime.device)).cpu()
+            exported = export_student(
+                cfg.export, cfg.student.arch, entry["state_dict"], images, out_dir
+            )
+            _add(timing, "export", time.perf_counter() - start)
+            log.info(
+                "export: %s verified in onnxruntime (max |diff| %.2g on %d images, %.2f ms)",
+                exported["file"],
+                exported["max_abs_diff"],
+                exported["verified_images"],
+                exported["onnxruntime_latency_ms"],
+            )
         log.info(
             "episode %d %s: test accuracy %.4f (%s)",
             e,
@@ -130,7 +156,10 @@ def _run_episode(
             else None
         ),
         "teacher_features": features.describe() if features is not None else None,
+        "student_init": student_init,
     }
+    if exported is not None:
+        record["export"] = exported
     return record, history, teacher.source
 
 
@@ -154,6 +183,7 @@ def _baseline_key(cfg: DictConfig, inputs: EpisodeInputs) -> str:
     student = OmegaConf.to_container(cfg)
     for key in ("steps", "epochs", "min_steps"):  # what matters is the budget they resolve to
         del student[key]
+    del student["init"]  # the baseline always starts from scratch
     student["budget"] = budget_steps(cfg, len(episode.shot_indices))
     return digest(
         {
@@ -177,6 +207,7 @@ def _train_and_test(
     soft: SoftLabels | None,
     features: TeacherFeatures | None,
     online: TrainingSet | None = None,
+    init_state: dict | None = None,
 ) -> dict:
     """Train a student (or reuse a cached baseline) and score it on the test split; `cfg` is
     `student`. `online`: the student's inputs when a transfer labels them in the loop."""
@@ -191,6 +222,7 @@ def _train_and_test(
             features=features if stage == "student" else None,
             online=online,
             score=lambda model: accuracy_on_test_split(model, inputs),
+            init_state=init_state,
         )
         report = report_on_test_split(trained.model, inputs)
         final = {"step": trained.steps, "test_acc": report["test_acc"]}
@@ -201,6 +233,7 @@ def _train_and_test(
             "seconds": trained.seconds,
             "curve": [*trained.curve, final],
             "curve_seconds": trained.curve_seconds,
+            **({"init": trained.init} if trained.init is not None else {}),
         }
 
     if stage != "baseline":
@@ -282,8 +315,12 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
             sources.append(source)
             tracker.episode(e, record, rows)
 
+        start = time.perf_counter()
+        archs = {"teacher": cfg.teacher.arch, "student": cfg.student.arch}
+        costs = run_costs(archs, cfg.ways, cfg.data.image_size, cache)
+        timing["cost"] = time.perf_counter() - start
         timing["total"] = time.perf_counter() - t0
-        metrics = run_metrics(cfg, records, sources[0], pool, timing, shared)
+        metrics = run_metrics(cfg, records, sources[0], pool, timing, shared, costs)
         metrics["out_dir"] = str(out_dir)
         metrics["inputs"] = input_proof(cfg, dataset.identity)
         atomic_write_text(history_csv(history), out_dir / "history.csv")

@@ -16,7 +16,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from kdrun.config import DATA_SCHEMAS, LOGGER_SCHEMAS, TRANSFER_SCHEMAS, Config
+from kdrun.config import DATA_SCHEMAS, EXPORT_SCHEMAS, LOGGER_SCHEMAS, TRANSFER_SCHEMAS, Config
 from kdrun.data import SourceInfo, get_source
 from kdrun.data.fewshot import resolve_pool, transfer_name
 from kdrun.errors import ConfigError
@@ -25,6 +25,7 @@ from kdrun.losses import LOSSES, Distiller, build_loss, loss_params
 from kdrun.models import build_meta_model, input_problem, is_known_model, model_names
 from kdrun.optimizers import OPTIMIZERS
 from kdrun.runtime.device import Runtime, resolve_runtime
+from kdrun.stages.export import INSTALL_HINT, missing_exporter
 from kdrun.stages.teacher import load_checkpoint
 from kdrun.store.storage import ensure_writable_dir
 from kdrun.transfer import TRANSFERS, build_transfer, transfer_params
@@ -179,6 +180,10 @@ def check_ranges(cfg: DictConfig) -> None:
     st = cfg.student
     _require(st.steps is None or st.steps >= 1, f"student.steps={st.steps} is invalid: >= 1.")
     _require(st.epochs > 0, f"student.epochs={st.epochs} is invalid: it must be > 0.")
+    _require(
+        st.init in ("scratch", "teacher"),
+        f"student.init={st.init!r} is unknown; choose scratch or teacher.",
+    )
     _require(st.min_steps >= 1, f"student.min_steps={st.min_steps} is invalid: it must be >= 1.")
     _require(
         len(st.curve) >= 1 and all(0 < f <= 1 for f in st.curve),
@@ -215,6 +220,7 @@ def check_ranges(cfg: DictConfig) -> None:
     )
     _require(cfg.eval_batch_size >= 1, f"eval_batch_size={cfg.eval_batch_size}: must be >= 1.")
     _check_extra_ranges(cfg)
+    _check_export(cfg)
     check_logger(cfg.logger.name)  # last: it imports the tracker's library
 
 
@@ -249,6 +255,26 @@ def check_transfer(cfg: DictConfig) -> None:
         )
 
 
+EXPORTS = tuple(EXPORT_SCHEMAS)
+
+
+def _check_export(cfg: DictConfig) -> None:
+    """export=onnx needs onnx and onnxruntime (the reader that verifies the file)."""
+    ex = cfg.export
+    _require(ex.name in EXPORTS, f"export={ex.name!r} is unknown; choose one of: none, onnx.")
+    if ex.name != "onnx":
+        return
+    missing = missing_exporter()
+    _require(
+        missing is None,
+        f"export=onnx needs the {missing} package, which is not installed: "
+        f"{INSTALL_HINT} (or choose export=none).",
+    )
+    _require(7 <= ex.opset <= 25, f"export.opset={ex.opset} is invalid: it must be in 7..25.")
+    _require(ex.tolerance > 0, f"export.tolerance={ex.tolerance} is invalid: it must be > 0.")
+    _require(ex.verify_images >= 1, f"export.verify_images={ex.verify_images}: it must be >= 1.")
+
+
 def _check_resolvable(cfg: DictConfig) -> None:
     """A `${...}` that names no key or unset variable, or resolves to the wrong type, fails on
     first access with a traceback; resolve everything once, up front, instead."""
@@ -265,6 +291,8 @@ def _check_extra_ranges(cfg: DictConfig) -> None:
     unknown = next(_unknown_keys(cfg, Config), None)
     if unknown is None and cfg.data.source in DATA_SCHEMAS:  # an unknown source is named later
         unknown = next(_unknown_keys(cfg.data, DATA_SCHEMAS[cfg.data.source], "data."), None)
+    if unknown is None and cfg.export.name in EXPORT_SCHEMAS:
+        unknown = next(_unknown_keys(cfg.export, EXPORT_SCHEMAS[cfg.export.name], "export."), None)
     if unknown is None and cfg.logger.name in LOGGER_SCHEMAS:
         unknown = next(_unknown_keys(cfg.logger, LOGGER_SCHEMAS[cfg.logger.name], "logger."), None)
     name = transfer_name(cfg)

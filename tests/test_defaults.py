@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from kdrun.config import (
     DATA_SCHEMAS,
+    EXPORT_SCHEMAS,
     LOGGER_SCHEMAS,
     Config,
     DeviceConf,
@@ -35,6 +36,7 @@ def schema_for(path: Path) -> type:
         "data": lambda: DATA_SCHEMAS[option],
         "loss": lambda: LOSSES[node.name].schema,
         "logger": lambda: LOGGER_SCHEMAS[option],
+        "export": lambda: EXPORT_SCHEMAS[option],
     }[group]()
 
 
@@ -57,7 +59,7 @@ def restated(node: dict, defaults: dict, prefix: str = "") -> list[str]:
 
 OPTION_FILES = sorted(
     p
-    for g in ("teacher", "student", "device", "data", "loss", "logger")
+    for g in ("teacher", "student", "device", "data", "loss", "logger", "export")
     for p in (CONF_DIR / g).glob("*.yaml")
 )
 
@@ -70,7 +72,7 @@ def test_no_option_file_restates_a_schema_default(path):
 
 @pytest.mark.parametrize(
     "path",
-    sorted([*(CONF_DIR / "loss").glob("*.yaml"), *(CONF_DIR / "logger").glob("*.yaml")]),
+    sorted(p for g in ("loss", "logger", "export") for p in (CONF_DIR / g).glob("*.yaml")),
     ids=lambda p: f"{p.parent.name}/{p.stem}",
 )
 def test_a_loss_or_logger_file_only_names_its_option(path):

@@ -12,7 +12,13 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from kdrun.config import DATA_SCHEMAS, LOGGER_SCHEMAS, LOSS_SCHEMAS, TRANSFER_SCHEMAS
+from kdrun.config import (
+    DATA_SCHEMAS,
+    EXPORT_SCHEMAS,
+    LOGGER_SCHEMAS,
+    LOSS_SCHEMAS,
+    TRANSFER_SCHEMAS,
+)
 from tests.conftest import CONF_DIR, compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +32,7 @@ VARIANTS = (
     + [[f"data={name}"] for name in DATA_SCHEMAS if name not in ("cifar10", "folder")]
     + [["data=folder", "data.root=/some/tree"]]
     + [[f"transfer={name}"] for name in TRANSFER_SCHEMAS if name != "pool"]
+    + [[f"export={name}"] for name in EXPORT_SCHEMAS if name != "none"]
 )
 OPTION_NAMES = {
     group: sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
@@ -38,6 +45,7 @@ OPTION_NAMES = {
         "logger",
         "experiment",
         "transfer",
+        "export",
     )
 }
 NUMBER = re.compile(r"(?<![\w.$/])-?\d+(?:\.\d+)?(?:e-?\d+)?(?![\w/])")

@@ -50,7 +50,7 @@ def test_at_80_columns_no_line_wraps_a_note_and_notes_go_below_the_table():
 
 
 def test_a_wide_console_keeps_the_notes_in_the_table():
-    lines = render(metrics("trained"), 140)
+    lines = render(metrics("trained"), 170)
     (student,) = [line for line in lines if line.startswith("│ student")]
     assert student.rstrip(" │").endswith(NOTE.removeprefix("student: "))
     (baseline,) = [line for line in lines if line.startswith("│ baseline")]

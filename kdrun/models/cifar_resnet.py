@@ -77,6 +77,8 @@ class CifarResNet(nn.Module):
 
 STANDARD_WIDTHS = (16, 16, 32, 64)
 WIDE_WIDTHS = (32, 64, 128, 256)
+HALF_WIDTHS = (8, 8, 16, 32)  # a thinned ResNet: ~1/4 of the parameters and MACs
+DOUBLE_WIDTHS = (32, 32, 64, 128)  # a wider teacher: ~4x the parameters and MACs
 
 
 @register_model("resnet8")
@@ -122,3 +124,13 @@ def resnet8x4(num_classes: int) -> CifarResNet:
 @register_model("resnet32x4")
 def resnet32x4(num_classes: int) -> CifarResNet:
     return CifarResNet(32, WIDE_WIDTHS, num_classes)
+
+
+@register_model("resnet20_half")
+def resnet20_half(num_classes: int) -> CifarResNet:
+    return CifarResNet(20, HALF_WIDTHS, num_classes)
+
+
+@register_model("resnet20x2")
+def resnet20x2(num_classes: int) -> CifarResNet:
+    return CifarResNet(20, DOUBLE_WIDTHS, num_classes)

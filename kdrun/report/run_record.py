@@ -13,6 +13,7 @@ from kdrun.config import config_digest
 from kdrun.data.fewshot import transfer_name
 from kdrun.episode_inputs import RunInputs
 from kdrun.measure.convergence import verdict
+from kdrun.measure.cost import ratios
 from kdrun.measure.metrics import aggregate_reports, mean_ci
 from kdrun.runtime.slurm import slurm_job
 from kdrun.stages.student import budget_key
@@ -27,9 +28,12 @@ def run_metrics(
     pool: int,
     timing: dict[str, float],
     shared: RunInputs,
+    costs: dict[str, dict],
 ) -> dict:
     """Means and 95% CIs over episodes, each model's convergence verdict (logged when it
-    failed), the setting, timing, cache, device and Slurm job; metrics.json without checksums."""
+    failed) and cost (params, MACs, size, latency, throughput; the baseline shares the
+    student's architecture), the setting, timing, cache, device and Slurm job; metrics.json
+    without checksums."""
     gain = mean_ci([r["kd_gain"] for r in records])
     convergence = {
         stage: verdict([r["curves"][stage] for r in records], budget_key(cfg.student))
@@ -44,12 +48,17 @@ def run_metrics(
             "source": teacher_source,
             "arch": cfg.teacher.arch,
             "epochs": None if teacher_source == "checkpoint" else cfg.teacher.epochs,
+            "cost": costs["teacher"],
         },
         "student": {
             **aggregate_reports([r["student"] for r in records]),
             "arch": cfg.student.arch,
             "loss": cfg.loss.name,
             "convergence": convergence["student"],
+            "cost": costs["student"],
+            "vs_teacher": vs_teacher(records, costs),
+            "init": records[0].get("student_init"),  # per episode: episodes[*].student_init
+            "export": records[0].get("export"),  # export=onnx: episode 0's verified file
         },
         "baseline": {
             **aggregate_reports([r["baseline"] for r in records]),
@@ -57,6 +66,7 @@ def run_metrics(
             "loss": "ce",
             "source": _source([r.get("baseline_source", "trained") for r in records]),
             "convergence": convergence["baseline"],
+            "cost": costs["student"],
         },
         "kd_gain": gain["mean"],
         "kd_gain_std": gain["std"],
@@ -80,6 +90,16 @@ def run_metrics(
         "config_digest": config_digest(cfg),
     }
     return metrics
+
+
+def vs_teacher(records: list[dict], costs: dict[str, dict]) -> dict:
+    """The student against its teacher: times fewer parameters and MACs, times faster (batch-1
+    latency), and the accuracy difference in points (student minus teacher, mean over episodes)."""
+    points = [100 * (r["student"]["test_acc"] - r["teacher"]["test_acc"]) for r in records]
+    return {
+        **{f"{k}_ratio": v for k, v in ratios(costs["teacher"], costs["student"]).items()},
+        "acc_points": sum(points) / len(points),
+    }
 
 
 def _source(per_episode: list[str]) -> str:

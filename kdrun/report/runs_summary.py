@@ -42,7 +42,21 @@ class RunRow:
     teacher_arch: str = ""
     student_arch: str = ""
     ways: int | None = None
-    data: str = ""  # the data source (and root): overrides leave paths out, so rows could not
+    data: str = ""  # the data source (and root): overrides leave paths out, so rows look alike
+
+    # Cost (kdrun/measure/cost.py): the baseline shares the student's architecture.
+    teacher_params: int | None = None
+    teacher_macs: int | None = None
+    teacher_latency_ms: float | None = None
+    student_params: int | None = None
+    student_macs: int | None = None
+    student_size_mb: float | None = None
+    student_latency_ms: float | None = None
+    student_throughput: float | None = None
+    params_ratio: float | None = None  # teacher / student
+    macs_ratio: float | None = None
+    speedup: float | None = None  # teacher latency / student latency
+    student_onnx_latency_ms: float | None = None  # export=onnx: under onnxruntime
 
 
 def data_source(m: dict) -> str:
@@ -52,6 +66,29 @@ def data_source(m: dict) -> str:
         return ""
     root = data.get("root")
     return f"{data['source']}:{root}" if root and data["source"] != "synthetic" else data["source"]
+
+
+def _cost(m: dict) -> dict:
+    """Cost columns; records written before cost accounting have none."""
+    t, s = m["teacher"].get("cost"), m["student"].get("cost")
+    if not t or not s:
+        return {}
+    v = m["student"].get("vs_teacher") or {}
+    onnx = (m["student"].get("export") or {}).get("onnxruntime_latency_ms")
+    return {
+        "teacher_params": t["params"],
+        "teacher_macs": t["macs"],
+        "teacher_latency_ms": t["latency_ms"],
+        "student_params": s["params"],
+        "student_macs": s["macs"],
+        "student_size_mb": s["size_mb"],
+        "student_latency_ms": s["latency_ms"],
+        "student_throughput": s["throughput"],
+        "params_ratio": v.get("params_ratio"),
+        "macs_ratio": v.get("macs_ratio"),
+        "speedup": v.get("latency_ratio"),
+        "student_onnx_latency_ms": onnx,
+    }
 
 
 def _convergence(m: dict) -> dict:
@@ -95,6 +132,7 @@ def row_from_record(run_dir: Path, m: dict, status: str = "") -> RunRow:
         student_arch=m["student"].get("arch", ""),
         ways=m.get("setting", {}).get("ways"),
         data=data_source(m),
+        **_cost(m),
     )
 
 
@@ -144,6 +182,31 @@ def _pm(value: float, ci: float, episodes: int) -> str:
     return f"{100 * value:.1f}" + (f" ± {100 * ci:.1f}" if episodes > 1 else "")
 
 
+def _human(n: float | None) -> str:
+    if n is None:
+        return ""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:g}"
+
+
+def _x(r: float | None) -> str:
+    return "?" if r is None else f"{r:.2g}" if r < 10 else f"{r:.0f}"
+
+
+def _cost_cells(r: RunRow) -> list[str]:
+    if r.student_macs is None:
+        return ["", "", "", ""]
+    ratios = f"{_x(r.params_ratio)}x / {_x(r.macs_ratio)}x / {_x(r.speedup)}x"
+    return [
+        _human(r.student_params),
+        _human(r.student_macs),
+        f"{r.student_latency_ms:.2f}",
+        ratios,
+    ]
+
+
 def _label(r: RunRow, show_data: bool) -> str:
     label = r.overrides or "(defaults)"
     return f"{label} [data {r.data or '?'}]" if show_data else label
@@ -156,7 +219,7 @@ def _data_differs(rows: list[RunRow]) -> bool:
 
 def _cells(r: RunRow, show_data: bool = False) -> list[str]:
     if r.status != "ok":
-        return [_label(r, show_data), "", "", "", "", "", "", r.status]
+        return [_label(r, show_data), *[""] * (len(HEADER) - 2), r.status]
     return [
         _label(r, show_data),
         f"{100 * r.teacher_acc:.1f}",
@@ -164,6 +227,7 @@ def _cells(r: RunRow, show_data: bool = False) -> list[str]:
         _pm(r.student_acc, r.student_ci95, r.episodes),
         (f"{100 * r.kd_gain:+.1f}" + (f" ± {100 * r.kd_gain_ci95:.1f}" if r.episodes > 1 else "")),
         f"{r.seconds:.0f}",
+        *_cost_cells(r),
         r.converged,
         r.status,
     ]
@@ -176,6 +240,10 @@ HEADER = [
     "student %",
     "gain (pts)",
     "time (s)",
+    "student params",
+    "student MACs",
+    "student ms",
+    "vs teacher: params / MACs / latency",
     "converged",
     "status",
 ]

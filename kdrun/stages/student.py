@@ -20,6 +20,7 @@ from kdrun.data.views import AugmentedSet, ReplayedViews
 from kdrun.episode_inputs import EpisodeInputs
 from kdrun.losses import Distiller
 from kdrun.models import build_model
+from kdrun.models.transplant import init_from
 from kdrun.stages.soft_labels import SoftLabels
 from kdrun.stages.teacher_features import OnlineTeacher, TeacherFeatures
 from kdrun.train import Probe, Schedule, TrainingSet, curve_steps, fit
@@ -33,6 +34,7 @@ class StudentResult:
     steps: int = 0
     curve: list[dict] = field(default_factory=list)  # test accuracy before the last step
     curve_seconds: float = 0.0
+    init: dict | None = None  # student.init=teacher: what was copied (models/transplant.py)
 
 
 def budget_steps(cfg: DictConfig, inputs: int) -> int:
@@ -100,10 +102,12 @@ def train_student(
     features: TeacherFeatures | None = None,
     online: TrainingSet | None = None,
     score: Callable[[nn.Module], float] | None = None,
+    init_state: dict[str, torch.Tensor] | None = None,
 ) -> StudentResult:
     """Train on the episode's shots (and the teacher's labels), seeded by the episode so the
     student and the baseline start from the same weights; `score` draws the learning curve at
-    cfg.curve fractions of the budget; `online`: inputs a transfer labels in the loop (mix)."""
+    cfg.curve fractions of the budget; `online`: inputs a transfer labels in the loop (mix);
+    `init_state` (the teacher's weights) seeds the matching tensors of the student."""
     runtime, seed = inputs.runtime, inputs.episode.seed
     if distiller.needs_teacher and soft is None and online is None:
         raise ValueError(f"loss {distiller.name!r} needs the teacher's soft labels")
@@ -118,6 +122,7 @@ def train_student(
         train_set = OnlineTeacher(train_set, features.model, distiller, runtime)
     torch.manual_seed(seed)
     model = runtime.place(build_model(cfg.arch, inputs.episode.ways))
+    init = init_from(model, init_state) if init_state is not None else None
     distiller.bind(model)  # after the student's weights: same initialisation as the baseline
     schedule = Schedule.from_config(cfg, steps)
     probe = None
@@ -129,5 +134,5 @@ def train_student(
     )
     seconds = time.perf_counter() - start
     if probe is None:
-        return StudentResult(model, seconds, history, steps)
-    return StudentResult(model, seconds, history, steps, probe.points, probe.seconds)
+        return StudentResult(model, seconds, history, steps, init=init)
+    return StudentResult(model, seconds, history, steps, probe.points, probe.seconds, init)

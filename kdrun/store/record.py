@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 RECORD = "metrics.json"
 MANIFEST = "kdrun-multirun.json"  # at a multirun's root: its id and job list (kdrun.report.sweep)
-FILES = ("history.csv", "student.pt", "baseline.pt")
+FILES = ("history.csv", "student.pt", "baseline.pt", "student.onnx")
 IGNORED_OVERRIDES = ("hydra.", "data.root=", "data.download=", "cache_dir=")  # paths
 STATUSES = ("ok", "diverged")  # what a run can record; a report adds missing/failed/unverified
 # Keys this module owns; write_record replaces them, so a reused record can be re-stamped.
