@@ -190,14 +190,12 @@ def test_preflight_refuses_what_a_transfer_cannot_do(overrides, needle, compose_
     [
         ("shots", []),
         ("mix", ["transfer.images=100"]),
-        ("inversion", ["teacher=resnet8x4", "transfer.images=20", "transfer.batch_size=10"]),
-        ("generator", ["teacher=resnet8x4", "transfer.images=20", "transfer.batch_size=10"]),
+        ("inversion", ["teacher=resnet8x4", "transfer.steps=2", "transfer.images=20"]),
+        ("generator", ["teacher=resnet8x4", "transfer.steps=2", "transfer.images=20"]),
     ],
 )
 def test_each_transfer_runs_end_to_end(name, extra, compose_cfg, tmp_path):
-    cfg = compose_cfg(*SMOKE_FAST, "pool=0", f"transfer={name}", "transfer.steps=2", *extra)
-    if name in ("shots", "mix"):
-        cfg = compose_cfg(*SMOKE_FAST, "pool=0", f"transfer={name}", *extra)
+    cfg = compose_cfg(*SMOKE_FAST, "pool=0", f"transfer={name}", *extra)
     out = tmp_path / "run"
     run(cfg, out)
     metrics = json.loads((out / "metrics.json").read_text())
