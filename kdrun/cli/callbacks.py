@@ -72,6 +72,7 @@ class PreflightSweep(Callback):
         from kdrun.preflight import preflight
 
         if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
+            _check_search(config)
             return
         jobs = job_overrides(config)
         for i, overrides in enumerate(jobs):
@@ -89,6 +90,29 @@ class PreflightSweep(Callback):
                     file=sys.stderr,
                 )
                 sys.exit(2)
+
+
+def _check_search(config: DictConfig) -> None:
+    """A sweeper that optimises the task's return value (Optuna) is a search: refuse, before
+    any trial, one whose objective could only read the test split, and run the preflight on
+    its fixed settings (the sampled ones are checked by each trial's own preflight)."""
+    from hydra import compose
+
+    from kdrun.errors import ConfigError
+    from kdrun.preflight import check_search, preflight
+
+    searched = [str(k) for k in (config.hydra.sweeper.get("params") or {})]
+    overrides = [o for o in config.hydra.overrides.task if o.split("=", 1)[0] not in searched]
+    try:
+        cfg = compose(config_name="config", overrides=overrides)
+    except Exception:  # Hydra reports a bad override itself, right after us
+        return
+    try:
+        check_search(cfg, searched)
+        preflight(cfg)
+    except ConfigError as exc:
+        print(f"[ERROR] search: {exc} No trial was started.", file=sys.stderr)
+        sys.exit(2)
 
 
 class SweepSummary(Callback):

@@ -40,6 +40,9 @@ class RunRow:
     teacher_arch: str = ""
     student_arch: str = ""
     ways: int | None = None
+    # data.val_per_class > 0: the validation accuracy a search selected on, beside the test's
+    student_val_acc: float | None = None
+    baseline_val_acc: float | None = None
 
 
 def _convergence(m: dict) -> dict:
@@ -82,6 +85,8 @@ def row_from_record(run_dir: Path, m: dict, status: str = "") -> RunRow:
         teacher_arch=m["teacher"].get("arch", ""),
         student_arch=m["student"].get("arch", ""),
         ways=m.get("setting", {}).get("ways"),
+        student_val_acc=m["student"].get("val_acc"),
+        baseline_val_acc=m["baseline"].get("val_acc"),
     )
 
 
@@ -98,9 +103,18 @@ def read_run(run_dir: Path, problems: list[str] | None = None) -> RunRow | None:
     return row_from_record(run_dir, check.record, "unverified" if check.state != "ok" else "")
 
 
+def by_validation(rows: list[RunRow]) -> bool:
+    """True when every finished run has a validation score: then it, not the test score,
+    ranks them (a search's summary must not read as a selection on the test split)."""
+    done = [r for r in rows if r.status == "ok"]
+    return bool(done) and all(r.student_val_acc is not None for r in done)
+
+
 def ranked(rows: list[RunRow]) -> list[RunRow]:
-    """Finished runs best student first, then the others in directory order."""
-    return sorted(rows, key=lambda r: (r.status != "ok", -(r.student_acc or 0.0)))
+    """Finished runs best student first (on val_acc when all have one, else test_acc), then
+    the others in directory order."""
+    attr = "student_val_acc" if by_validation(rows) else "student_acc"
+    return sorted(rows, key=lambda r: (r.status != "ok", -(getattr(r, attr) or 0.0)))
 
 
 def collect(paths: Iterable[Path], problems: list[str] | None = None) -> list[RunRow]:
@@ -128,7 +142,18 @@ def _pm(value: float, ci: float, episodes: int) -> str:
     return f"{100 * value:.1f}" + (f" ± {100 * ci:.1f}" if episodes > 1 else "")
 
 
-def _cells(r: RunRow) -> list[str]:
+def _val_cells(r: RunRow) -> list[str]:
+    if r.status != "ok" or r.student_val_acc is None:
+        return ["", ""]
+    return [f"{100 * r.baseline_val_acc:.1f}", f"{100 * r.student_val_acc:.1f}"]
+
+
+def _cells(r: RunRow, val: bool = False) -> list[str]:
+    cells = _test_cells(r)
+    return [cells[0], *_val_cells(r), *cells[1:]] if val else cells
+
+
+def _test_cells(r: RunRow) -> list[str]:
     if r.status != "ok":
         return [r.overrides or "(defaults)", "", "", "", "", "", "", r.status]
     return [
@@ -155,18 +180,35 @@ HEADER = [
 ]
 
 
+VAL_HEADER = ["baseline val %", "student val %"]
+
+
+def _header(val: bool) -> list[str]:
+    """The validation columns sit first, left of the test ones, when any run has them."""
+    return [HEADER[0], *VAL_HEADER, *HEADER[1:]] if val else HEADER
+
+
+def _has_val(rows: list[RunRow]) -> bool:
+    return any(r.student_val_acc is not None for r in rows)
+
+
 def to_markdown(rows: list[RunRow]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    val = _has_val(rows)
+    header = _header(val)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cells(r, val)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
 def to_rich(rows: list[RunRow], title: str) -> Table:
+    val = _has_val(rows)
+    if by_validation(rows):
+        title += " · ranked by student val_acc"
     table = Table(title=title, title_justify="left")
-    for i, col in enumerate(HEADER):
+    for i, col in enumerate(_header(val)):
         table.add_column(col, justify="left" if i == 0 else "right")
     for r in rows:
-        table.add_row(*_cells(r))
+        table.add_row(*_cells(r, val))
     return table
 
 

@@ -98,7 +98,7 @@ def train_student(
     *,
     stage: str,
     features: TeacherFeatures | None = None,
-    score: Callable[[nn.Module], float] | None = None,
+    score: Callable[[nn.Module], dict[str, float]] | None = None,
 ) -> StudentResult:
     """Train on the episode's shots (and the teacher's labels), seeded by the episode so the
     student and the baseline start from the same weights; `score` draws the learning curve at
