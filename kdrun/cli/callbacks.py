@@ -97,14 +97,17 @@ def _check_search(config: DictConfig) -> None:
     any trial, one whose objective could only read the test split, and run the preflight on
     its fixed settings (the sampled ones are checked by each trial's own preflight)."""
     from hydra import compose
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from kdrun.errors import ConfigError
     from kdrun.preflight import check_search, preflight
 
     searched = [str(k) for k in (config.hydra.sweeper.get("params") or {})]
-    overrides = [o for o in config.hydra.overrides.task if o.split("=", 1)[0] not in searched]
-    try:
-        cfg = compose(config_name="config", overrides=overrides)
+    try:  # a search range on the command line (student.lr='tag(log, interval(...))') is searched
+        parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+        searched += [o.key_or_group for o in parsed if o.is_sweep_override()]
+        fixed = [o.input_line for o in parsed if o.key_or_group not in searched]
+        cfg = compose(config_name="config", overrides=fixed)
     except Exception:  # Hydra reports a bad override itself, right after us
         return
     try:
