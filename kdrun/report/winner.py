@@ -1,5 +1,5 @@
 """An honest report of a search's winner: what the search selected (Optuna's
-optimization_results.yaml and the sweep's multirun.yaml), fresh episodes no trial saw, and the
+optimization_results.yaml and a trial's .hydra/ files), fresh episodes no trial saw, and the
 paired comparison of the winner with the defaults on them (`kdrun-winner`, docs/search.md)."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from kdrun.data.fewshot import episode_seed
 from kdrun.measure.metrics import mean_ci
 
 RESULTS = "optimization_results.yaml"  # written by hydra-optuna-sweeper at the sweep root
-MULTIRUN = "multirun.yaml"  # written by Hydra at the sweep root: the search's whole config
+TRIAL_HYDRA = ".hydra/hydra.yaml"  # each trial's Hydra config: the search's overrides, sweeper
+TRIAL_CONFIG = ".hydra/config.yaml"  # each trial's composed config: seed, episodes, val split
 # Overrides the evaluation sets itself (or that name the sweep's own directories).
 OWN = ("seed=", "episodes=", "hydra.", "hparams_search=", "data.val_per_class=")
 
@@ -35,20 +36,20 @@ class Selection:
 
 def read_selection(sweep_dir: Path) -> Selection:
     """The search's choice and settings; ValueError in one sentence if the dir is no search."""
-    results, multirun = sweep_dir / RESULTS, sweep_dir / MULTIRUN
-    for path in (results, multirun):
-        if not path.is_file():
-            raise ValueError(
-                f"{path} is missing: give the root of a finished search "
-                "(kdrun hparams_search=kd_optuna ...), which holds both "
-                f"{RESULTS} and {MULTIRUN}."
-            )
+    results = sweep_dir / RESULTS
+    trials = sorted(p.parents[1] for p in sweep_dir.glob(f"*/{TRIAL_HYDRA}"))
+    if not results.is_file() or not trials:
+        raise ValueError(
+            f"{sweep_dir} is not a finished search: give the root of one "
+            f"(kdrun hparams_search=kd_optuna ...), which holds {RESULTS} and its trials' dirs."
+        )
     best = OmegaConf.to_container(OmegaConf.load(results))
     if "best_params" not in best:
         raise ValueError(f"{results} has no best_params (a multi-objective study?)")
-    cfg = OmegaConf.load(multirun)
-    searched = {str(k) for k in cfg.hydra.sweeper.get("params") or {}} | set(best["best_params"])
-    task = [str(o) for o in cfg.hydra.overrides.task]
+    hydra = OmegaConf.load(trials[0] / TRIAL_HYDRA).hydra
+    cfg = OmegaConf.load(trials[0] / TRIAL_CONFIG)  # the searched keys differ, the rest not
+    searched = {str(k) for k in hydra.sweeper.get("params") or {}} | set(best["best_params"])
+    task = [str(o) for o in hydra.overrides.task]
     search = next((o.split("=", 1)[1] for o in task if o.startswith("hparams_search=")), None)
     base = [
         o for o in task if not o.startswith(OWN) and o.split("=", 1)[0].lstrip("+~") not in searched
