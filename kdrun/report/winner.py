@@ -48,7 +48,9 @@ def read_selection(sweep_dir: Path) -> Selection:
         raise ValueError(f"{results} has no best_params (a multi-objective study?)")
     hydra = OmegaConf.load(trials[0] / TRIAL_HYDRA).hydra
     cfg = OmegaConf.load(trials[0] / TRIAL_CONFIG)  # the searched keys differ, the rest not
-    searched = {str(k) for k in hydra.sweeper.get("params") or {}} | set(best["best_params"])
+    # Optuna's best_params names exactly the searched keys; a key of the config's search
+    # space fixed on the command line (loss.alpha=0.9) is not among them, and stays fixed.
+    searched = set(best["best_params"])
     task = [str(o) for o in hydra.overrides.task]
     search = next((o.split("=", 1)[1] for o in task if o.startswith("hparams_search=")), None)
     base = [
