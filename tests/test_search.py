@@ -127,7 +127,6 @@ def test_a_diverged_trial_is_an_optuna_failure_never_a_score(search, tmp_path):
     root, _ = search
     # TPE seeded 0 starts with random draws: lr 1e6 (diverges), then 0.02
     diverging = [
-        "-m",  # a choice() on the command line needs it even though the config says MULTIRUN
         "hydra.sweeper.n_trials=2",
         "student.grad_clip=0",
         "loss.temperature=4.0",  # fixed on the command line: out of the search space
@@ -136,7 +135,8 @@ def test_a_diverged_trial_is_an_optuna_failure_never_a_score(search, tmp_path):
         "student.lr=choice(0.02,1e6)",
     ]
     base = [o for o in SEARCH if not o.startswith(("student.epochs", "hydra.sweeper.n_trials"))]
-    proc = _search(tmp_path, *base, *diverging, "hydra.sweep.dir=sweep", cache=root / "cache")
+    # -m first (argparse): a choice() on the command line needs it even under hparams_search
+    proc = _search(tmp_path, "-m", *base, *diverging, "hydra.sweep.dir=sweep", cache=root / "cache")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (
         "Failed experiment: Return value must be float-castable. Got 'None'"
