@@ -9,7 +9,7 @@ ARGS      ?=
 
 $(BIN)/kdrun: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev,slurm,tensorboard,mlflow,docs,peers,export]'
+	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev,slurm,tensorboard,mlflow,docs,peers,export,search]'
 	touch $@
 
 install: $(BIN)/kdrun

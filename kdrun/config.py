@@ -70,6 +70,9 @@ class DataConf:
     download: bool = False
     image_size: int = 32
     augment: AugmentConf = field(default_factory=AugmentConf)
+    # Labelled training images per class held out of every episode's shots and pool and of the
+    # teacher's training set, scored as val_acc: what a search (hparams_search=...) selects on.
+    val_per_class: int = 0
 
 
 @dataclass

@@ -21,7 +21,12 @@ from kdrun.losses import Distiller, build_loss
 from kdrun.preflight import check_counts, preflight
 from kdrun.report.run_record import history_csv, run_metrics
 from kdrun.stages.cost import run_costs
-from kdrun.stages.evaluation import accuracy_on_test_split, evaluate_teacher, report_on_test_split
+from kdrun.stages.evaluation import (
+    accuracy_on_validation_split,
+    curve_point,
+    evaluate_teacher,
+    report_on_test_split,
+)
 from kdrun.stages.export import export_student
 from kdrun.stages.soft_labels import SoftLabels, get_soft_labels
 from kdrun.stages.student import budget_steps, train_student
@@ -65,6 +70,7 @@ def _run_episode(
         cfg.shots,
         seed,
         pool=pool,
+        val_per_class=cfg.data.val_per_class,
     )
     inputs = shared.for_episode(episode)
     start = time.perf_counter()
@@ -104,10 +110,7 @@ def _run_episode(
         _add(timing, stage, entry["seconds"])
         _add(timing, "curve", entry["curve_seconds"])  # already inside the stage's seconds
         history += [{**row, "episode": e} for row in entry["history"]]
-        history += [
-            {"episode": e, "stage": stage, "step": p["step"], "test_acc": p["test_acc"]}
-            for p in entry["curve"]
-        ]
+        history += [{"episode": e, "stage": stage, **p} for p in entry["curve"]]
         reports[stage] = entry["report"]
         if stage == "student":
             student_init = entry.get("init", {"from": "scratch"})
@@ -185,8 +188,10 @@ def _baseline_key(cfg: DictConfig, inputs: EpisodeInputs) -> str:
         del student[key]
     del student["init"]  # the baseline always starts from scratch
     student["budget"] = budget_steps(cfg, len(episode.shot_indices))
+    held_out = {"val_per_class": episode.val_per_class} if episode.val_per_class else {}
     return digest(
         {
+            **held_out,  # its entry holds val_acc; absent at 0, so older entries stay valid
             "kind": "baseline",
             "v": 2,
             "student": student,
@@ -221,11 +226,16 @@ def _train_and_test(
             stage=stage,
             features=features if stage == "student" else None,
             online=online,
-            score=lambda model: accuracy_on_test_split(model, inputs),
+            score=lambda model: curve_point(model, inputs),
             init_state=init_state,
         )
         report = report_on_test_split(trained.model, inputs)
         final = {"step": trained.steps, "test_acc": report["test_acc"]}
+        if len(inputs.episode.val_indices):
+            report["val_acc"] = final["val_acc"] = accuracy_on_validation_split(
+                trained.model, inputs
+            )
+            report["val_images"] = len(inputs.episode.val_indices)
         return {
             "report": report,
             "state_dict": cpu_state_dict(trained.model),
@@ -263,13 +273,16 @@ def _load_data(cfg: DictConfig, cache: ArtifactCache) -> tuple[ImageDataset, int
         pool=pool,
     )
     log.info(
-        "data: %s, %d classes; %d-way %d-shot, pool %d per class, %d episode(s)",
+        "data: %s, %d classes; %d-way %d-shot, pool %d per class, %d episode(s)%s",
         cfg.data.source,
         len(dataset.classes),
         cfg.ways,
         cfg.shots,
         pool,
         cfg.episodes,
+        f"; {cfg.data.val_per_class} validation images per class held out"
+        if cfg.data.val_per_class
+        else "",
     )
     return dataset, pool
 

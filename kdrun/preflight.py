@@ -87,10 +87,13 @@ def check_counts(
     if cfg.ways > n:
         raise ConfigError(f"ways={cfg.ways} is invalid: the data set has {n} classes (2..{n}).")
     fewest = min(train_counts)
-    if cfg.shots + pool > fewest:
+    val = cfg.data.val_per_class
+    if cfg.shots + pool + val > fewest:
         name = classes[train_counts.index(fewest)]
         key = f"shots={cfg.shots}" + (f" with pool={pool}" if pool else "")
-        need = f"; shots + pool must be <= {fewest}" if pool else ""
+        key += f" and data.val_per_class={val}" if val else ""
+        parts = " + ".join(["shots"] + ["pool"] * bool(pool) + ["val_per_class"] * bool(val))
+        need = f"; {parts} must be <= {fewest}" if pool or val else ""
         raise ConfigError(f"{key} is invalid: class {name!r} has only {fewest} {unit}{need}.")
     empty = [c for c, k in zip(classes, test_counts or [], strict=False) if k == 0]
     if empty:
@@ -121,6 +124,8 @@ def check_ranges(cfg: DictConfig) -> None:
     _require(cfg.shots >= 1, f"shots={cfg.shots} is invalid: shots must be an integer >= 1.")
     _require(cfg.ways >= 2, f"ways={cfg.ways} is invalid: ways must be an integer >= 2.")
     _require(cfg.episodes >= 1, f"episodes={cfg.episodes} is invalid: it must be >= 1.")
+    val = cfg.data.val_per_class
+    _require(val >= 0, f"data.val_per_class={val} is invalid: it must be an integer >= 0.")
     pool = cfg.pool
     _require(
         pool in ("auto", "all")
@@ -273,6 +278,25 @@ def _check_export(cfg: DictConfig) -> None:
     _require(7 <= ex.opset <= 25, f"export.opset={ex.opset} is invalid: it must be in 7..25.")
     _require(ex.tolerance > 0, f"export.tolerance={ex.tolerance} is invalid: it must be > 0.")
     _require(ex.verify_images >= 1, f"export.verify_images={ex.verify_images}: it must be >= 1.")
+
+
+def check_search(cfg: DictConfig, searched: list[str]) -> None:
+    """A search selects on what the run returns, the student's mean val_acc; without a
+    validation split there is nothing to select on but the test split, so refuse it."""
+    if "data.val_per_class" in searched:
+        raise ConfigError(
+            "hydra.sweeper.params searches data.val_per_class: every trial must be scored on the "
+            "same validation images (and share one teacher); fix it, e.g. data.val_per_class=50."
+        )
+    if cfg.data.val_per_class < 1:
+        raise ConfigError(
+            f"data.val_per_class={cfg.data.val_per_class} cannot drive a search: the objective "
+            "is the student's mean val_acc over the search episodes, and without a validation "
+            "split the only accuracy left to select on is the test split's, which would make "
+            "every reported test accuracy of the winner optimistic. Hold out labelled training "
+            "images with data.val_per_class >= 1 (hparams_search=kd_optuna sets 50), and report "
+            "the winner on fresh episodes (kdrun-winner SWEEP_DIR; see docs/search.md)."
+        )
 
 
 def _check_resolvable(cfg: DictConfig) -> None:

@@ -75,13 +75,13 @@ class Probe:
     nothing in training reads what it measured."""
 
     steps: tuple[int, ...]
-    score: Callable[[nn.Module], float]
+    score: Callable[[nn.Module], dict[str, float]]  # e.g. {"test_acc": .., "val_acc": ..}
     points: list[dict] = field(default_factory=list)
     seconds: float = 0.0  # what scoring cost, inside the stage's time
 
     def __call__(self, step: int, model: nn.Module) -> None:
         start = time.perf_counter()
-        self.points.append({"step": step, "test_acc": self.score(model)})
+        self.points.append({"step": step, **self.score(model)})
         self.seconds += time.perf_counter() - start
 
 

@@ -357,6 +357,13 @@ ROWS = [
     Row("data.image_size", ["data.image_size=4"], 2, "data.image_size=4 is invalid"),
     Row("data.image_size", ["data.image_size=100000"], 2, "data.image_size=100000 is invalid"),
     Row("data.image_size", ["data.image_size=64"], 2, "teacher.arch=cnn_small cannot take"),
+    Row("data.val_per_class", ["data.val_per_class=-1"], 2, "data.val_per_class=-1 is invalid"),
+    Row(
+        "data.val_per_class",
+        ["experiment=smoke", "data.train_per_class=60", "data.val_per_class=20"],
+        2,
+        "shots=5 with pool=50 and data.val_per_class=20 is invalid: class 'circle' has only 60",
+    ),
     Row("data.augment.crop_padding", ["data.augment.crop_padding=-1"], 2, "crop_padding=-1"),
     Row("data.augment.crop_padding", ["data.augment.crop_padding=32"], 2, "crop_padding=32"),
     Row("data.augment.flip", ["data.augment.flip=sometimes"], 1, "full_key: data.augment.flip"),

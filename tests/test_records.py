@@ -133,7 +133,8 @@ def test_a_diverged_record_is_a_row_with_its_status_and_no_numbers(tmp_path, cap
     ]
     assert rows[1].student_acc is None and rows[1].kd_gain is None
     assert "| loss.alpha=0.9 |" + "  |" * 10 + " diverged |" in to_markdown(rows)
-    assert to_csv(rows).splitlines()[2].endswith(",loss.alpha=0.9,diverged" + "," * 29)
+    row = ",loss.alpha=0.9,diverged" + "," * 18 + "synthetic" + "," * 14  # data; cost, val
+    assert to_csv(rows).splitlines()[2].endswith(row)
 
     out = tmp_path / "report"
     assert report_main([str(tmp_path / "0"), str(tmp_path / "1"), "--out", str(out)]) == 0

@@ -95,6 +95,7 @@ class PreflightSweep(Callback):
         from kdrun.preflight import preflight
 
         if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
+            _check_search(config)
             return
         jobs = job_overrides(config)
         warn_duplicates(jobs)
@@ -132,6 +133,32 @@ def warn_duplicates(jobs: list[list[str]]) -> None:
             "each runs again in its own directory. Drop the repeated values to run it once.",
             file=sys.stderr,
         )
+
+
+def _check_search(config: DictConfig) -> None:
+    """A sweeper that optimises the task's return value (Optuna) is a search: refuse, before
+    any trial, one whose objective could only read the test split, and run the preflight on
+    its fixed settings (the sampled ones are checked by each trial's own preflight)."""
+    from hydra import compose
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from kdrun.errors import ConfigError
+    from kdrun.preflight import check_search, preflight
+
+    searched = [str(k) for k in (config.hydra.sweeper.get("params") or {})]
+    try:  # a search range on the command line (student.lr='tag(log, interval(...))') is searched
+        parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+        searched += [o.key_or_group for o in parsed if o.is_sweep_override()]
+        fixed = [o.input_line for o in parsed if o.key_or_group not in searched]
+        cfg = compose(config_name="config", overrides=fixed)
+    except Exception:  # Hydra reports a bad override itself, right after us
+        return
+    try:
+        check_search(cfg, searched)
+        preflight(cfg)
+    except ConfigError as exc:
+        print(f"[ERROR] search: {exc} No trial was started.", file=sys.stderr)
+        sys.exit(2)
 
 
 class SweepSummary(Callback):

@@ -127,7 +127,14 @@ def _main(cfg: DictConfig) -> float | None:
             return None
         sys.exit(2)
     print_summary(metrics)
-    return metrics["student"]["test_acc"]  # the objective for Hydra sweepers
+    return search_objective(metrics)
+
+
+def search_objective(metrics: dict) -> float | None:
+    """What a Hydra sweeper that optimises (hparams_search=...) reads: the student's mean
+    val_acc over the run's episodes, never a test number. None without a validation split:
+    Optuna then records the trial as failed (PreflightSweep refuses such a search first)."""
+    return metrics["student"].get("val_acc")
 
 
 def main() -> None:

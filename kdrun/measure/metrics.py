@@ -48,7 +48,7 @@ def aggregate_reports(reports: list[dict]) -> dict:
     for r in reports:
         for name, value in r["per_class_recall"].items():
             recalls.setdefault(name, []).append(value)
-    return {
+    out = {
         "test_acc": acc["mean"],
         "test_acc_std": acc["std"],
         "test_acc_ci95": acc["ci95"],
@@ -56,3 +56,12 @@ def aggregate_reports(reports: list[dict]) -> dict:
         "per_class_recall": {k: sum(v) / len(v) for k, v in recalls.items()},
         "test_images": reports[0]["test_images"],
     }
+    if all("val_acc" in r for r in reports):  # data.val_per_class > 0: what a search selects on
+        val = mean_ci([r["val_acc"] for r in reports])
+        out |= {
+            "val_acc": val["mean"],
+            "val_acc_std": val["std"],
+            "val_acc_ci95": val["ci95"],
+            "val_images": reports[0]["val_images"],
+        }
+    return out

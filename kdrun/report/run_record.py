@@ -81,6 +81,7 @@ def run_metrics(
             "views": cfg.soft_labels.views,
             "mix": cfg.soft_labels.mix,
             "transfer": transfer_name(cfg),
+            **({"val_per_class": cfg.data.val_per_class} if cfg.data.val_per_class else {}),
         },
         "episodes": records,
         "timing": {k: round(v, 3) for k, v in timing.items()},
@@ -113,6 +114,8 @@ def _source(per_episode: list[str]) -> str:
 def history_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     fields = ["episode", "stage", "epoch", "step", "loss", "train_acc", "lr", "seconds", "test_acc"]
+    if any("val_acc" in row for row in rows):  # data.val_per_class > 0: the curve's val points
+        fields.append("val_acc")
     writer = csv.DictWriter(buf, fieldnames=fields, restval="")
     writer.writeheader()
     writer.writerows(rows)

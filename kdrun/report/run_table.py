@@ -8,10 +8,12 @@ from rich.console import Console
 from rich.table import Table
 
 
-def _acc(model: dict, episodes: int) -> str:
+def _acc(model: dict, episodes: int, split: str = "test") -> str:
+    if f"{split}_acc" not in model:  # the teacher has no validation score
+        return ""
     if episodes == 1:
-        return f"{model['test_acc']:.4f}"
-    return f"{model['test_acc']:.4f} ± {model['test_acc_ci95']:.4f}"
+        return f"{model[f'{split}_acc']:.4f}"
+    return f"{model[f'{split}_acc']:.4f} ± {model[f'{split}_acc_ci95']:.4f}"
 
 
 def human(n: float) -> str:
@@ -110,9 +112,12 @@ def summary_table(metrics: dict, with_notes: bool = True, with_cost: bool = True
     if episodes > 1:
         title += f" · {episodes} episodes (mean ± 95% CI)"
     table = Table(title=title, title_justify="left")
+    val = "val_acc" in metrics["student"]  # data.val_per_class > 0
     columns = [("model", 0), ("arch", 0), ("test acc", 1), ("macro-F1", 1), ("time (s)", 1)]
     if with_cost:  # ms: the median CPU latency of one image on one thread
         columns += [("params", 1), ("MACs", 1), ("ms", 1)]
+    if val:
+        columns.insert(2, ("val acc", 1))
     for col, right in columns + ([("note", 0)] if with_notes else []):
         table.add_column(col, justify="right" if right else "left")
     t, b, st = metrics["teacher"], metrics["baseline"], metrics["student"]
@@ -131,11 +136,16 @@ def summary_table(metrics: dict, with_notes: bool = True, with_cost: bool = True
             f"{seconds:.1f}",
             *(_cost_cells(model) if with_cost else []),
         ]
+        if val:
+            cells.insert(2, _acc(model, episodes, "val"))
         table.add_row(*cells, *([text[name]] if with_notes else []))
         if name == "teacher" and timing.get("transfer"):  # synthesis: its own time
             made = sum(r.get("transfer", {}).get("images", 0) for r in metrics["episodes"])
             note = f"{made} images made over {episodes} episode(s)"
             row = ["transfer", transfer, "", "", f"{timing['transfer']:.1f}"]
+            row += ["", "", ""] if with_cost else []
+            if val:
+                row.insert(2, "")
             table.add_row(*row, *([note] if with_notes else []))
     table.add_section()
     gain = f"{metrics['kd_gain']:+.4f}"
@@ -143,6 +153,8 @@ def summary_table(metrics: dict, with_notes: bool = True, with_cost: bool = True
         gain += f" ± {metrics['kd_gain_ci95']:.4f}"
     total = f"total {timing['total']:.1f}"  # the run's wall time, not a sum of the rows above
     gain_row = ["kd gain", "", gain, "", total, *(["", "", ""] if with_cost else [])]
+    if val:
+        gain_row.insert(2, "")
     table.add_row(*gain_row, *([text["kd gain"]] if with_notes else []))
     table.caption = f"run dir: {metrics['out_dir']}"
     return table

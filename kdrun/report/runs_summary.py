@@ -57,6 +57,9 @@ class RunRow:
     macs_ratio: float | None = None
     speedup: float | None = None  # teacher latency / student latency
     student_onnx_latency_ms: float | None = None  # export=onnx: under onnxruntime
+    # data.val_per_class > 0: the validation accuracy a search selected on, beside the test's
+    student_val_acc: float | None = None
+    baseline_val_acc: float | None = None
 
 
 def data_source(m: dict) -> str:
@@ -133,6 +136,8 @@ def row_from_record(run_dir: Path, m: dict, status: str = "") -> RunRow:
         ways=m.get("setting", {}).get("ways"),
         data=data_source(m),
         **_cost(m),
+        student_val_acc=m["student"].get("val_acc"),
+        baseline_val_acc=m["baseline"].get("val_acc"),
     )
 
 
@@ -152,9 +157,18 @@ def read_run(run_dir: Path, problems: list[str] | None = None) -> RunRow | None:
     return row_from_record(run_dir, check.record, "unverified" if check.state != "ok" else "")
 
 
+def by_validation(rows: list[RunRow]) -> bool:
+    """True when every finished run has a validation score: then it, not the test score,
+    ranks them (a search's summary must not read as a selection on the test split)."""
+    done = [r for r in rows if r.status == "ok"]
+    return bool(done) and all(r.student_val_acc is not None for r in done)
+
+
 def ranked(rows: list[RunRow]) -> list[RunRow]:
-    """Finished runs best student first, then the others in directory order."""
-    return sorted(rows, key=lambda r: (r.status != "ok", -(r.student_acc or 0.0)))
+    """Finished runs best student first (on val_acc when all have one, else test_acc), then
+    the others in directory order."""
+    attr = "student_val_acc" if by_validation(rows) else "student_acc"
+    return sorted(rows, key=lambda r: (r.status != "ok", -(getattr(r, attr) or 0.0)))
 
 
 def collect(paths: Iterable[Path], problems: list[str] | None = None) -> list[RunRow]:
@@ -207,6 +221,12 @@ def _cost_cells(r: RunRow) -> list[str]:
     ]
 
 
+def _val_cells(r: RunRow) -> list[str]:
+    if r.status != "ok" or r.student_val_acc is None:
+        return ["", ""]
+    return [f"{100 * r.baseline_val_acc:.1f}", f"{100 * r.student_val_acc:.1f}"]
+
+
 def _label(r: RunRow, show_data: bool) -> str:
     label = r.overrides or "(defaults)"
     return f"{label} [data {r.data or '?'}]" if show_data else label
@@ -217,7 +237,12 @@ def _data_differs(rows: list[RunRow]) -> bool:
     return len({r.data for r in rows}) > 1
 
 
-def _cells(r: RunRow, show_data: bool = False) -> list[str]:
+def _cells(r: RunRow, show_data: bool = False, val: bool = False) -> list[str]:
+    cells = _test_cells(r, show_data)
+    return [cells[0], *_val_cells(r), *cells[1:]] if val else cells
+
+
+def _test_cells(r: RunRow, show_data: bool) -> list[str]:
     if r.status != "ok":
         return [_label(r, show_data), *[""] * (len(HEADER) - 2), r.status]
     return [
@@ -249,20 +274,36 @@ HEADER = [
 ]
 
 
+VAL_HEADER = ["baseline val %", "student val %"]
+
+
+def _header(val: bool) -> list[str]:
+    """The validation columns sit first, left of the test ones, when any run has them."""
+    return [HEADER[0], *VAL_HEADER, *HEADER[1:]] if val else HEADER
+
+
+def _has_val(rows: list[RunRow]) -> bool:
+    return any(r.student_val_acc is not None for r in rows)
+
+
 def to_markdown(rows: list[RunRow]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    show = _data_differs(rows)
-    lines += ["| " + " | ".join(_cells(r, show)) + " |" for r in rows]
+    val, show = _has_val(rows), _data_differs(rows)
+    header = _header(val)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cells(r, show, val)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
 def to_rich(rows: list[RunRow], title: str) -> Table:
+    val = _has_val(rows)
+    if by_validation(rows):
+        title += " · ranked by student val_acc"
     table = Table(title=title, title_justify="left")
-    for i, col in enumerate(HEADER):
+    for i, col in enumerate(_header(val)):
         table.add_column(col, justify="left" if i == 0 else "right")
     show = _data_differs(rows)
     for r in rows:
-        table.add_row(*_cells(r, show))
+        table.add_row(*_cells(r, show, val))
     return table
 
 

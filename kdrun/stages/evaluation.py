@@ -58,6 +58,24 @@ def accuracy_on_test_split(model: nn.Module, inputs: EpisodeInputs) -> float:
     )
 
 
+def accuracy_on_validation_split(model: nn.Module, inputs: EpisodeInputs) -> float:
+    """Accuracy on the held-out labelled training images (data.val_per_class): the one number
+    a search may select on. A bug to call without a validation split."""
+    episode = inputs.episode
+    assert len(episode.val_indices), "no validation split: data.val_per_class is 0"
+    images = inputs.dataset.train.images[episode.val_indices]
+    logits = predict(model, images, inputs.normalize, inputs.runtime, inputs.eval_batch_size)
+    return float((logits.argmax(1) == episode.val_labels).float().mean())
+
+
+def curve_point(model: nn.Module, inputs: EpisodeInputs) -> dict[str, float]:
+    """One point of a learning curve: test accuracy, and validation accuracy when held out."""
+    point = {"test_acc": accuracy_on_test_split(model, inputs)}
+    if len(inputs.episode.val_indices):
+        point["val_acc"] = accuracy_on_validation_split(model, inputs)
+    return point
+
+
 def report_on_test_split(
     model: nn.Module, inputs: EpisodeInputs, tta_flip: bool = False, label: str = ""
 ) -> dict:

@@ -101,7 +101,7 @@ def train_student(
     stage: str,
     features: TeacherFeatures | None = None,
     online: TrainingSet | None = None,
-    score: Callable[[nn.Module], float] | None = None,
+    score: Callable[[nn.Module], dict[str, float]] | None = None,
     init_state: dict[str, torch.Tensor] | None = None,
 ) -> StudentResult:
     """Train on the episode's shots (and the teacher's labels), seeded by the episode so the

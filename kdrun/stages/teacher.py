@@ -49,6 +49,8 @@ def teacher_key(cfg: DictConfig, dataset: ImageDataset, episode: Episode, augmen
     hparams = {k: cfg[k] for k in TRAINING_KEYS}
     if cfg.optimizer != "sgd":  # SGD teachers keep the keys they had before the choice existed
         hparams["optimizer"] = cfg.optimizer
+    if episode.val_per_class:  # trained without the validation images: another teacher
+        hparams["val_per_class"] = episode.val_per_class
     return digest(
         {
             "kind": "teacher",
