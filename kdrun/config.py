@@ -66,6 +66,9 @@ class DataConf:
     root: str | None = None
     download: bool = False
     image_size: int = 32
+    # Images of more pixels are skipped with a warning, not decoded at full size before the
+    # resize (PIL's own bomb limit, ~89 million, is far above what a folder of photos needs).
+    max_pixels: int = 16_777_216  # 4096 x 4096
     augment: AugmentConf = field(default_factory=AugmentConf)
 
 
