@@ -47,8 +47,17 @@ class Case:
     extra: dict = field(default_factory=dict)
 
 
+SYNTHETIC_ONLY = ("data.train_per_class=", "data.test_per_class=")
+
+
 def kd(*args: str, fast: bool = True) -> list[str]:
-    return [KDRUN, *(FAST if fast else []), *args]
+    """kdrun's argv: flags (`-m`) first, as Hydra's parser wants them, then the fast settings
+    (less data=synthetic's own keys when the case names another source), then the case's."""
+    base = FAST if fast else []
+    if any(a.startswith("data=") and a != "data=synthetic" for a in args):
+        base = [a for a in base if not a.startswith(SYNTHETIC_ONLY)]
+    flags = [a for a in args if a.startswith("-")]
+    return [KDRUN, *flags, *base, *[a for a in args if not a.startswith("-")]]
 
 
 # --- setups: odd files -------------------------------------------------------------------
@@ -173,7 +182,7 @@ def _cases() -> list[Case]:
     cases.append(
         Case(
             "soft_labels.views=2000000 (memory)",
-            kd("soft_labels.views=2000000", "hydra.run.dir=run"),
+            kd("soft_labels.views=2000000", "pool=10", "hydra.run.dir=run"),
             2,
             None,
             said("soft_labels.views=2000000 needs more memory"),
