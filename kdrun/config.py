@@ -69,6 +69,9 @@ class DataConf:
     root: str | None = None
     download: bool = False
     image_size: int = 32
+    # Images of more pixels are skipped with a warning, not decoded at full size before the
+    # resize (PIL's own bomb limit, ~89 million, is far above what a folder of photos needs).
+    max_pixels: int = 16_777_216  # 4096 x 4096
     augment: AugmentConf = field(default_factory=AugmentConf)
     # Labelled training images per class held out of every episode's shots and pool and of the
     # teacher's training set, scored as val_acc: what a search (hparams_search=...) selects on.

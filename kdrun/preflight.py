@@ -16,7 +16,14 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from kdrun.config import DATA_SCHEMAS, EXPORT_SCHEMAS, LOGGER_SCHEMAS, TRANSFER_SCHEMAS, Config
+from kdrun.config import (
+    DATA_SCHEMAS,
+    EXPORT_SCHEMAS,
+    LOGGER_SCHEMAS,
+    TRANSFER_SCHEMAS,
+    Config,
+    SynthesisConf,
+)
 from kdrun.data import SourceInfo, get_source
 from kdrun.data.fewshot import resolve_pool, transfer_name
 from kdrun.errors import ConfigError
@@ -25,6 +32,7 @@ from kdrun.losses import LOSSES, Distiller, build_loss, loss_params
 from kdrun.models import build_meta_model, input_problem, is_known_model, model_names
 from kdrun.optimizers import OPTIMIZERS
 from kdrun.runtime.device import Runtime, resolve_runtime
+from kdrun.runtime.memory import Available, available_memory
 from kdrun.stages.export import INSTALL_HINT, missing_exporter
 from kdrun.stages.teacher import load_checkpoint
 from kdrun.store.storage import ensure_writable_dir
@@ -55,6 +63,7 @@ def preflight(cfg: DictConfig) -> Checked:
     info = get_source(cfg.data.source).describe(cfg.data)
     pool = resolve_pool(cfg, info.classes, info.train_counts)
     check_counts(cfg, info.classes, info.train_counts, pool=pool)
+    check_memory(cfg, info, pool, available_memory())
     if cfg.teacher.checkpoint:
         load_checkpoint(cfg.teacher.checkpoint, cfg.teacher.arch, cfg.ways)
     build_transfer(cfg.transfer).check_teacher(
@@ -101,6 +110,67 @@ def check_counts(
             f"data.root={cfg.data.root}: class(es) {', '.join(empty)} have no readable test "
             "images; every class needs test images for evaluation."
         )
+
+
+VIEW_PARAM_BYTES = 8 + 8 + 1 + 8 + 4 + 4 * 8  # dy, dx, flip, partner, lam, box (views.py)
+FLOAT_BATCH_COPIES = 4  # a batch's float copies at once: cropped, normalised, mixed, autocast
+
+
+def memory_terms(cfg: DictConfig, info: SourceInfo, pool: int) -> dict[str, int]:
+    """What a run holds in memory at least, in bytes, by the key that sets each part: the
+    decoded set, the soft labels with their view parameters, synthesised images, the feature
+    cache and the float batches. Activations and weights are left out: a lower bound, so a
+    refusal is never a false alarm."""
+    pixels = 3 * cfg.data.image_size**2
+    test = info.test_counts or []
+    decoded = (sum(info.train_counts) + sum(test)) * pixels
+    name = transfer_name(cfg)
+    schema = TRANSFER_SCHEMAS.get(name)
+    made = cfg.transfer.images if schema and issubclass(schema, SynthesisConf) else 0
+    labelled = cfg.ways * (cfg.shots + pool) + made
+    views = cfg.soft_labels.views
+    per_image = max(1, views) * cfg.ways * 2 + views * VIEW_PARAM_BYTES  # fp16 logits
+    features = 0
+    if LOSSES[cfg.loss.name].uses_features and cfg.soft_labels.features == "auto" and views:
+        features = int(cfg.soft_labels.feature_cache_mb * 2**20)
+    batch = max(cfg.teacher.batch_size, cfg.student.batch_size, cfg.eval_batch_size)
+    batch_key = {
+        cfg.teacher.batch_size: "teacher.batch_size",
+        cfg.student.batch_size: "student.batch_size",
+        cfg.eval_batch_size: "eval_batch_size",
+    }[batch]
+    soft_key = "soft_labels.views" if views > 1 else ("pool" if pool else "shots")
+    return {
+        "data.image_size": decoded,
+        soft_key: labelled * per_image,
+        "transfer.images": made * pixels,
+        "soft_labels.feature_cache_mb": features,
+        batch_key: batch * pixels * 4 * FLOAT_BATCH_COPIES,
+    }
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+
+
+def check_memory(cfg: DictConfig, info: SourceInfo, pool: int, available: Available) -> None:
+    """Refuse, before decoding anything, a run whose lower-bound estimate exceeds the memory
+    this process may still take; name the key behind the largest part."""
+    if available.source == "unknown":
+        return
+    terms = memory_terms(cfg, info, pool)
+    need = sum(terms.values())
+    if need <= available.nbytes:
+        return
+    key = max(terms, key=terms.__getitem__)
+    value = f"{key}={OmegaConf.select(cfg, key)}"
+    parts = ", ".join(f"{k} {_gib(v)}" for k, v in terms.items() if v)
+    raise ConfigError(
+        f"{value} needs more memory than this machine has: the run would hold at least "
+        f"{_gib(need)} ({parts}), but only {_gib(available.nbytes)} is available "
+        f"({available.source}). Lower {key} (the largest part), or run where more memory is "
+        "free."
+    )
 
 
 DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
@@ -222,6 +292,12 @@ def check_ranges(cfg: DictConfig) -> None:
         8 <= size <= MAX_IMAGE_SIZE,
         f"data.image_size={size} is invalid: it must be between 8 and {MAX_IMAGE_SIZE} "
         "(every image is held in memory at this size).",
+    )
+    cap = cfg.data.max_pixels
+    _require(
+        cap >= size * size,
+        f"data.max_pixels={cap} is invalid: it must be at least data.image_size squared "
+        f"({size * size}), or every image would be skipped.",
     )
     _require(cfg.eval_batch_size >= 1, f"eval_batch_size={cfg.eval_batch_size}: must be >= 1.")
     _check_extra_ranges(cfg)

@@ -30,6 +30,7 @@ FAST = [
     "data.test_per_class=10",
     "teacher.epochs=1",
     "student.steps=3",
+    "pool=10",  # smoke's pool=50 does not fit 40 images a class: every run was refused
     "device.threads=1",
 ]
 TIMEOUT_S = 900  # a hang guard: a case that needs it is a defect
@@ -47,8 +48,17 @@ class Case:
     extra: dict = field(default_factory=dict)
 
 
+SYNTHETIC_ONLY = ("data.train_per_class=", "data.test_per_class=")
+
+
 def kd(*args: str, fast: bool = True) -> list[str]:
-    return [KDRUN, *(FAST if fast else []), *args]
+    """kdrun's argv: flags (`-m`) first, as Hydra's parser wants them, then the fast settings
+    (less data=synthetic's own keys when the case names another source), then the case's."""
+    base = FAST if fast else []
+    if any(a.startswith("data=") and a != "data=synthetic" for a in args):
+        base = [a for a in base if not a.startswith(SYNTHETIC_ONLY)]
+    flags = [a for a in args if a.startswith("-")]
+    return [KDRUN, *flags, *base, *[a for a in args if not a.startswith("-")]]
 
 
 # --- setups: odd files -------------------------------------------------------------------
@@ -109,6 +119,43 @@ def _metrics(d: Path, text: bytes | None, fifo: bool = False) -> None:
         (d / "runs" / "0" / "metrics.json").write_bytes(text)
 
 
+SLURM = ["hydra/launcher=kdrun_slurm", "hydra.sweep.dir=sweep"]
+
+
+def _big_png(d: Path) -> None:
+    """81 million black pixels: a few hundred KB of PNG that PIL would decode to 243 MB."""
+    from PIL import Image
+
+    Image.new("RGB", (9000, 9000)).save(d / "data/train/a/big.png")
+
+
+def _fake_slurm(d: Path) -> None:
+    """srun present, sbatch failing as it does when slurmctld is down."""
+    (d / "fakebin").mkdir()
+    for name, body in (
+        ("srun", "exit 0"),
+        ("sbatch", 'echo "sbatch: error: Unable to contact slurm controller" >&2; exit 1'),
+    ):
+        (d / "fakebin" / name).write_text(f"#!/bin/sh\n{body}\n")
+        (d / "fakebin" / name).chmod(0o755)
+
+
+def _summary_so_far(d: Path, said_: str) -> str:
+    """After a kill: summary.csv exists, its rows are ok or not finished, one ok per record."""
+    import csv
+
+    path = d / "sweep" / "summary.csv"
+    if not path.exists():
+        return "no summary.csv"
+    rows = list(csv.DictReader(path.open()))
+    records = len(list((d / "sweep").glob("*/metrics.json")))
+    ok = sum(r["status"] == "ok" for r in rows)
+    bad = [r["status"] for r in rows if r["status"] not in ("ok", "not finished", "missing")]
+    if len(rows) != 4 or ok != records or bad:
+        return f"summary rows {[r['status'] for r in rows]} vs {records} records"
+    return ""
+
+
 FOLDER = ["data=folder", "data.root=data", "ways=2", "shots=1", "pool=2"]
 
 
@@ -132,6 +179,68 @@ def no_run_dir(d: Path, text: str) -> str:
 
 def _cases() -> list[Case]:
     cases: list[Case] = []
+    # first, round 3's classes: memory, data.max_pixels, Slurm, a killed sweep's summary
+    cases.append(
+        Case(
+            "soft_labels.views=2000000 (memory)",
+            kd("soft_labels.views=2000000", "hydra.run.dir=run"),
+            2,
+            None,
+            said("soft_labels.views=2000000 needs more memory"),
+        )
+    )
+    cases.append(
+        Case(
+            "data.image_size=1024 on 50,000 images (memory)",
+            kd(
+                "teacher=resnet20",
+                "student=resnet20",
+                "data.image_size=1024",
+                "data.train_per_class=5000",
+                "hydra.run.dir=run",
+            ),
+            2,
+            None,
+            said("data.image_size=1024 needs more memory"),
+        )
+    )
+    cases.append(
+        Case(
+            "a 9000x9000 PNG (81 MP, under PIL's bomb limit)",
+            kd(*FOLDER, "hydra.run.dir=run"),
+            0,
+            _then(_tree, _big_png),
+            said("larger than data.max_pixels"),
+        )
+    )
+    cases.append(
+        Case(
+            "kdrun_slurm, sbatch cannot reach the controller",
+            ["env", "PATH=fakebin:/usr/bin:/bin", *kd("-m", "shots=1,2", *SLURM)],
+            2,
+            _fake_slurm,
+            said("could not submit the sweep to Slurm"),
+        )
+    )
+    cases.append(
+        Case(
+            "kdrun_slurm, no Slurm commands at all",
+            ["env", "PATH=nobin", *kd("-m", "shots=1,2", *SLURM)],
+            2,
+            None,
+            said("no `srun` command"),
+        )
+    )
+    cases.append(
+        Case(
+            "a sweep SIGKILLed midway leaves a summary",
+            kd("-m", "shots=1,2,3,4", "hydra.sweep.dir=sweep"),
+            (-9, 0),
+            None,
+            _summary_so_far,
+            (signal.SIGKILL, 90.0),
+        )
+    )
     bad_values = [
         "shots=0",
         "shots=-3",
@@ -424,8 +533,9 @@ def markdown(results: list[dict], planned: int | None = None) -> str:
         "`kdrun.log` after a signal).",
         "",
         "Exit statuses: 0 ran; 1 Hydra refused the command line (unknown key, group or option)",
-        "or kdrun-report found no record; 2 kdrun refused the input in one paragraph; 128 + N",
-        "a signal N stopped the run (130 SIGINT, 143 SIGTERM, 129 SIGHUP, 131 SIGQUIT).",
+        "or kdrun-report found no record; 2 kdrun refused the input in one paragraph; 3 a Slurm",
+        "job of a sweep ended without a result; 128 + N a signal N stopped the run (130 SIGINT,",
+        "143 SIGTERM, 129 SIGHUP, 131 SIGQUIT); -9 the round itself SIGKILLed the process.",
         "",
         f"Result: {held} of {len(results)} cases held"
         + (f" ({len(results)} of the {planned} planned cases ran)." if planned else "."),

@@ -242,6 +242,15 @@ def _check_sizes(outcome: Outcome, paths: dict[str, Path]) -> None:
     assert images.shape == (readable, 3, 32, 32) and images.dtype == torch.uint8
 
 
+def _check_oversized(outcome: Outcome, paths: dict[str, Path]) -> None:
+    """The 300x300 image is skipped from its header; the two unreadable files still count."""
+    images = _decoded(outcome, paths)
+    assert images.shape[0] == 3 + len(ODD_MODES) + 1 + 3 + 2 - 1
+    assert "300x300 pixels, above data.max_pixels=50000" in outcome.err
+    assert "raise data.max_pixels to use them" in outcome.err
+    assert "skipped 2 unreadable image file(s)" in outcome.err
+
+
 def _check_modes(outcome: Outcome, paths: dict[str, Path]) -> None:
     images = _decoded(outcome, paths)
     grey16, grey = images[3], images[4]  # class a's files sort: 0-2.png, grey16.png, mode0 (L)
@@ -364,6 +373,7 @@ ROWS = [
         2,
         "shots=5 with pool=50 and data.val_per_class=20 is invalid: class 'circle' has only 60",
     ),
+    Row("data.max_pixels", ["data.max_pixels=100"], 2, "data.max_pixels=100 is invalid"),
     Row("data.augment.crop_padding", ["data.augment.crop_padding=-1"], 2, "crop_padding=-1"),
     Row("data.augment.crop_padding", ["data.augment.crop_padding=32"], 2, "crop_padding=32"),
     Row("data.augment.flip", ["data.augment.flip=sometimes"], 1, "full_key: data.augment.flip"),
@@ -425,6 +435,13 @@ ROWS = [
     Row("loss.teacher_layers", ["loss=at", "loss.teacher_layers=fc"], 2, "needs feature maps"),
     # ---- soft labels -------------------------------------------------------------------------
     Row("soft_labels.views", ["soft_labels.views=-1"], 2, "soft_labels.views=-1 is invalid"),
+    Row(
+        "not enough memory",
+        ["soft_labels.views=200000000"],
+        2,
+        "soft_labels.views=200000000 needs more memory than this machine has",
+        console="fast",
+    ),
     Row("soft_labels.mix", ["soft_labels.mix=bogus"], 2, "soft_labels.mix='bogus' is unknown"),
     Row(
         "soft_labels.mix",
@@ -450,6 +467,102 @@ ROWS = [
         ["soft_labels.feature_cache_mb=-1"],
         2,
         "soft_labels.feature_cache_mb=-1.0 is invalid",
+    ),
+    # ---- transfer: one schema and one set of range rules per source ----------------------
+    Row("transfer", ["transfer=nope"], 1, "Could not find 'transfer/nope'"),
+    Row("transfer.name", ["transfer.name=nope"], 2, "transfer='nope' is unknown; choose one of"),
+    Row(
+        "transfer.mix", ["transfer=mix", "transfer.mix=blend"], 2, "transfer.mix='blend' is unknown"
+    ),
+    Row(
+        "transfer.mix_alpha",
+        ["transfer=mix", "transfer.mix_alpha=0"],
+        2,
+        "transfer.mix_alpha=0.0 is invalid for transfer=mix",
+    ),
+    Row(
+        "transfer.images",
+        ["transfer=inversion", "transfer.images=0"],
+        2,
+        "transfer.images=0 is invalid for transfer=inversion",
+    ),
+    Row(
+        "transfer.batch_size",
+        ["transfer=inversion", "transfer.batch_size=1"],
+        2,
+        "transfer.batch_size=1 is invalid",
+    ),
+    Row(
+        "transfer.steps",
+        ["transfer=inversion", "transfer.steps=0"],
+        2,
+        "transfer.steps=0 is invalid",
+    ),
+    Row(
+        "transfer.lr",
+        ["transfer=generator", "transfer.lr=0"],
+        2,
+        "transfer.lr=0.0 is invalid for transfer=generator: it must be >= 1e-12",
+    ),
+    Row(
+        "transfer.bn_weight",
+        ["transfer=inversion", "transfer.bn_weight=-1"],
+        2,
+        "transfer.bn_weight=-1.0 is invalid",
+    ),
+    Row(
+        "transfer.ce_weight",
+        ["transfer=inversion", "transfer.ce_weight=-1"],
+        2,
+        "transfer.ce_weight=-1.0 is invalid",
+    ),
+    Row(
+        "transfer.adversarial_weight",
+        ["transfer=generator", "transfer.adversarial_weight=-1"],
+        2,
+        "transfer.adversarial_weight=-1.0 is invalid",
+    ),
+    Row(
+        "transfer.proxy_steps",
+        ["transfer=inversion", "transfer.proxy_steps=-1"],
+        2,
+        "transfer.proxy_steps=-1 is invalid",
+    ),
+    Row(
+        "transfer.tv_weight",
+        ["transfer=inversion", "transfer.tv_weight=-1"],
+        2,
+        "transfer.tv_weight=-1.0 is invalid",
+    ),
+    Row(
+        "transfer.l2_weight",
+        ["transfer=inversion", "transfer.l2_weight=-1"],
+        2,
+        "transfer.l2_weight=-1.0 is invalid",
+    ),
+    Row(
+        "transfer.init",
+        ["transfer=inversion", "transfer.init=zeros"],
+        2,
+        "transfer.init='zeros' is unknown",
+    ),
+    Row(
+        "transfer.init_noise",
+        ["transfer=inversion", "transfer.init_noise=-1"],
+        2,
+        "transfer.init_noise=-1.0 is invalid",
+    ),
+    Row(
+        "transfer.jitter",
+        ["transfer=inversion", "transfer.jitter=20"],
+        2,
+        "transfer.jitter=20 is invalid",
+    ),
+    Row(
+        "transfer.latent",
+        ["transfer=generator", "transfer.latent=0"],
+        2,
+        "transfer.latent=0 is invalid",
     ),
     # ---- device ----------------------------------------------------------------------------------
     Row("device", ["device=nope"], 1, "Could not find 'device/nope'"),
@@ -556,6 +669,13 @@ ROWS = [
         "skipped 2 unreadable image file(s)",
     ),
     Row("other image sizes", [*TINY, "data.root={odd}"], 0, "", check=_check_sizes),
+    Row(
+        "image above data.max_pixels",
+        [*TINY, "data.root={odd}", "data.max_pixels=50000"],
+        0,
+        "skipped 1 image file(s) larger than data.max_pixels under ",
+        check=_check_oversized,
+    ),
     Row("other image modes", [*TINY, "data.root={odd}"], 0, "", check=_check_modes),
     Row("teacher.checkpoint", ["teacher.checkpoint={missing}.pt"], 2, "cannot be read"),
     Row(
@@ -564,7 +684,12 @@ ROWS = [
         2,
         "(it is not a file written by torch.save)",
     ),
-    Row("checkpoint not a checkpoint", ["teacher.checkpoint={ckpt_dir}"], 2, "cannot be read"),
+    Row(
+        "checkpoint not a checkpoint",
+        ["teacher.checkpoint={ckpt_dir}"],
+        2,
+        "is a directory, not a regular file",
+    ),
     Row("checkpoint not a checkpoint", ["teacher.checkpoint={ckpt_list}"], 2, "holds a list"),
     Row(
         "checkpoint with pickled code",
@@ -718,7 +843,8 @@ def test_bad_input_row(row: Row, paths, tmp_path, monkeypatch):
     if row.rc == 2:  # kdrun's own error: one line, after nothing but the checks
         (error,) = [line for line in outcome.err.splitlines() if "[ERROR]" in line]
         assert row.needle in error
-        started = [m for m in WORK_STARTED if m in outcome.err]
+        said = [line for line in outcome.err.splitlines() if "[ERROR]" not in line]
+        started = [m for m in WORK_STARTED if any(m in line for line in said)]
         assert started == (["decoding "] if row.after_decode else []), outcome.err
 
 

@@ -82,7 +82,16 @@ def test_help_lists_the_groups_a_user_picks_and_imports_no_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr
     groups = proc.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
     listed = [line.split(":")[0] for line in groups.splitlines() if ": " in line]
-    assert listed == ["data", "device", "experiment", "logger", "loss", "student", "teacher"]
+    assert listed == [
+        "data",
+        "device",
+        "experiment",
+        "logger",
+        "loss",
+        "student",
+        "teacher",
+        "transfer",
+    ]
     assert "torch imported: False" in proc.stdout  # torch is most of a run's start-up time
     assert "num_classes" not in proc.stdout  # data=cifar10, the default, has no such key
     assert "loss:\n  name: kd\n  alpha: 0.9\n  temperature: 4.0\n" in proc.stdout

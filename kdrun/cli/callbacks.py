@@ -11,6 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.console import Console
 
+from kdrun.errors import ConfigError
 from kdrun.report.runs_summary import to_rich, write_summary
 from kdrun.report.sweep import (
     BASIC_SWEEPER,
@@ -19,6 +20,7 @@ from kdrun.report.sweep import (
     multirun_rows,
     planned_jobs,
     write_manifest,
+    write_progress_summary,
 )
 from kdrun.store.output_dir import LOCK_NAME, check_output_dir, claim
 from kdrun.store.record import MANIFEST, read_manifest
@@ -91,7 +93,6 @@ class PreflightSweep(Callback):
         (optuna, ax, ...) choose values as they go and are left to check each job."""
         from hydra import compose
 
-        from kdrun.errors import ConfigError
         from kdrun.preflight import preflight
 
         if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
@@ -163,7 +164,23 @@ def _check_search(config: DictConfig) -> None:
 
 class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        write_manifest(Path(config.hydra.sweep.dir), planned_jobs(config))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        write_manifest(sweep_dir, planned_jobs(config))
+        write_progress_summary(sweep_dir)  # every job "not finished": no earlier sweep's rows
+
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        """Rewrite the summary as each job ends (in the process that ran the job: the
+        launcher's for the basic launcher, a worker's for joblib and Slurm), so a sweep killed
+        midway leaves one that lists what finished and marks the rest "not finished"."""
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            return
+        try:
+            write_progress_summary(Path(config.hydra.sweep.dir))
+        except (OSError, ConfigError) as exc:  # the job's own result is already written
+            log.warning("sweep summary not updated after this job: %s", exc)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

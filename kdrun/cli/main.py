@@ -137,7 +137,21 @@ def search_objective(metrics: dict) -> float | None:
     return metrics["student"].get("val_acc")
 
 
+def register_slurm_launcher() -> None:
+    """hydra/launcher=kdrun_slurm's class: Hydra finds plugins by scanning the hydra_plugins
+    package, which misses it in an editable install; registering it is Hydra's documented
+    alternative. Without `kdrun[slurm]` there is nothing to register."""
+    try:
+        from hydra_plugins.kdrun_slurm_launcher import KdrunSlurmLauncher
+    except ImportError:
+        return
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance().register(KdrunSlurmLauncher)
+
+
 def main() -> None:
+    register_slurm_launcher()
     logging.raiseExceptions = False  # a full disk must not turn each log line into a traceback
     debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"  # then every traceback, as Hydra's
     if not debugging:

@@ -31,6 +31,7 @@ CLASSES = [
     "truck",
 ]
 TRAIN_PER_CLASS = 5000
+TEST_PER_CLASS = 1000
 BATCHES_DIR = "cifar-10-batches-py"
 # `make run` passes DATA_ROOT as data.root with data.download=false (Makefile, README).
 MAKE_HINT = "make run DATA_ROOT=/path/to/cifar10"
@@ -88,20 +89,24 @@ class Cifar10Source:
                 "images) and data.download=false; set data.download=true or point data.root at "
                 f"a copy (from the Makefile: {MAKE_HINT})."
             )
-        return SourceInfo(classes=list(CLASSES), train_counts=[TRAIN_PER_CLASS] * len(CLASSES))
+        return SourceInfo(
+            classes=list(CLASSES),
+            train_counts=[TRAIN_PER_CLASS] * len(CLASSES),
+            test_counts=[TEST_PER_CLASS] * len(CLASSES),
+        )
 
     def identity(self, cfg: DictConfig) -> str:
         """A class-folder copy: its file fingerprint. torchvision's batches: a constant, since
         torchvision checks each batch file's MD5 against the published one on every load."""
         root = resolve_root(cfg.root)
         if is_tree(root):
-            return tree_identity(root, cfg.image_size, "cifar10")
+            return tree_identity(root, cfg.image_size, "cifar10", cfg.max_pixels)
         return digest({"source": "cifar10-torchvision", "size": cfg.image_size, "v": 1})
 
     def load(self, cfg: DictConfig, cache: ArtifactCache) -> ImageDataset:
         root = resolve_root(cfg.root)
         if is_tree(root):
-            return load_tree(root, cfg.image_size, cache, "cifar10")
+            return load_tree(root, cfg.image_size, cache, "cifar10", cfg.max_pixels)
         if not (root / BATCHES_DIR).is_dir():
             log.info("downloading CIFAR-10 to %s", root)
         made = missing_dirs(root)  # torchvision creates data.root before it downloads

@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
+from kdrun.config import DataConf
 from kdrun.data.folder_scan import TreeScan, fs_error, scan_tree
 from kdrun.data.registry import ImageDataset, ImageSplit, SourceInfo, register_source
 from kdrun.errors import ConfigError
@@ -24,6 +25,8 @@ from kdrun.runtime.progress import Meter, progress
 from kdrun.store.cache import ArtifactCache, digest
 
 log = logging.getLogger(__name__)
+DEFAULT_MAX_PIXELS = DataConf.max_pixels
+OVERSIZED = "data.max_pixels"  # in the reason of every file skipped for its size
 
 
 def resolve_root(root: str | None, key: str = "data.root") -> Path:
@@ -63,8 +66,12 @@ def _log_left_out(root: Path, scan: TreeScan) -> None:
 def describe_tree(root: Path) -> SourceInfo:
     scan = scan_tree(root)
     _log_left_out(root, scan)
-    train = scan.files["train"]
-    return SourceInfo(classes=list(train), train_counts=[len(f) for f in train.values()])
+    train, test = scan.files["train"], scan.files["test"]
+    return SourceInfo(
+        classes=list(train),
+        train_counts=[len(f) for f in train.values()],
+        test_counts=[len(test[c]) for c in train],
+    )
 
 
 def _fingerprint(root: Path, tree: dict[str, dict[str, list[Path]]]) -> list[tuple]:
@@ -83,12 +90,16 @@ def _fingerprint(root: Path, tree: dict[str, dict[str, list[Path]]]) -> list[tup
     return rows
 
 
-def _decode(path: Path, size: int) -> np.ndarray | str:
+def _decode(path: Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | str:
     """The image as (size, size, 3) uint8 RGB, or why it cannot be read. Any mode (grey, RGBA,
     palette, CMYK, 16-bit grey) is converted to RGB (alpha dropped), any size resized to a
-    square (aspect ratio not kept)."""
+    square (aspect ratio not kept). An image above `max_pixels` is refused from its header,
+    before its pixels are decoded."""
     try:
         with Image.open(path) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                return f"{width}x{height} pixels, above {OVERSIZED}={max_pixels}"
             if img.mode.startswith("I;16"):  # 16-bit grey: scale to 8 bits, not clip at 255
                 img = Image.fromarray((np.asarray(img, dtype=np.uint32) // 257).astype(np.uint8))
             rgb = img.convert("RGB")
@@ -100,7 +111,10 @@ def _decode(path: Path, size: int) -> np.ndarray | str:
 
 
 def decode_split(
-    classes: dict[str, list[Path]], size: int, meter: Meter | None = None
+    classes: dict[str, list[Path]],
+    size: int,
+    meter: Meter | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[ImageSplit, list[tuple[str, str]]]:
     """Decode every file of a split in parallel; unreadable files are left out and returned
     as (path, reason). `meter` counts the files as they are decoded."""
@@ -108,7 +122,7 @@ def decode_split(
     labels = [i for i, files in enumerate(classes.values()) for _ in files]
     arrays: list[np.ndarray | str] = []
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for array in pool.map(lambda p: _decode(p, size), paths, chunksize=256):
+        for array in pool.map(lambda p: _decode(p, size, max_pixels), paths, chunksize=256):
             arrays.append(array)
             if meter is not None:
                 meter.advance()
@@ -122,29 +136,69 @@ def decode_split(
     return split, skipped
 
 
-def _tree_key(root: Path, scan: TreeScan, image_size: int, source: str) -> str:
+def _tree_key(root: Path, scan: TreeScan, image_size: int, source: str, max_pixels: int) -> str:
+    """The cap joins the key only when it is not the default, so the sets decoded before the
+    cap existed (none of whose images reached it in practice) keep their identity and the
+    teachers and soft labels cached on them."""
+    cap = {} if max_pixels == DEFAULT_MAX_PIXELS else {"max_pixels": max_pixels}
     return digest(
         {"source": source, "files": _fingerprint(root, scan.files), "size": image_size, "v": 2}
+        | cap
     )
 
 
-def tree_identity(root: Path, image_size: int, source: str) -> str:
+def tree_identity(
+    root: Path, image_size: int, source: str, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> str:
     """The decoded set's identity (its cache key) from a listing and stats, decoding nothing:
     what a finished run's record must match to be reused."""
-    return _tree_key(root, scan_tree(root), image_size, source)
+    return _tree_key(root, scan_tree(root), image_size, source, max_pixels)
 
 
-def load_tree(root: Path, image_size: int, cache: ArtifactCache, source: str) -> ImageDataset:
+def _warn_skipped(root: Path, entry: dict) -> None:
+    """One warning for the files too large to decode (naming the key that allows them), one
+    for the unreadable ones; logged on every run, not only the decoding one."""
+    for kind, what, hint in (
+        ("oversized", "image file(s) larger than data.max_pixels", "; raise data.max_pixels"),
+        ("skipped", "unreadable image file(s)", ""),
+    ):
+        counts = entry.get(kind)
+        if not counts or not sum(counts):
+            continue
+        path, reason = entry[f"{kind}_example"]
+        log.warning(
+            "skipped %d %s under %s (%d train, %d test), e.g. %s (%s)%s",
+            sum(counts),
+            what,
+            root,
+            *counts,
+            path,
+            reason,
+            hint + " to use them" if hint else "",
+        )
+
+
+def load_tree(
+    root: Path,
+    image_size: int,
+    cache: ArtifactCache,
+    source: str,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> ImageDataset:
     scan = scan_tree(root)
     tree = scan.files
-    key = _tree_key(root, scan, image_size, source)
+    key = _tree_key(root, scan, image_size, source, max_pixels)
 
     def decode() -> dict:
         files = sum(len(f) for split in tree.values() for f in split.values())
         log.info("decoding %s: %d images (first use; the decoded tensors are cached)", root, files)
         with progress("decoding", files, "image") as meter:
-            train, skip_train = decode_split(tree["train"], image_size, meter)
-            test, skip_test = decode_split(tree["test"], image_size, meter)
+            train, skip_train = decode_split(tree["train"], image_size, meter, max_pixels)
+            test, skip_test = decode_split(tree["test"], image_size, meter, max_pixels)
+        big_train = [s for s in skip_train if OVERSIZED in s[1]]
+        big_test = [s for s in skip_test if OVERSIZED in s[1]]
+        skip_train = [s for s in skip_train if OVERSIZED not in s[1]]
+        skip_test = [s for s in skip_test if OVERSIZED not in s[1]]
         return {
             "train_images": train.images,
             "train_labels": train.labels,
@@ -153,21 +207,13 @@ def load_tree(root: Path, image_size: int, cache: ArtifactCache, source: str) ->
             "classes": list(tree["train"]),
             "skipped": [len(skip_train), len(skip_test)],
             "skipped_example": list((skip_train + skip_test)[0]) if skip_train or skip_test else [],
+            "oversized": [len(big_train), len(big_test)],
+            "oversized_example": list((big_train + big_test)[0]) if big_train or big_test else [],
         }
 
     entry, _ = cache.get_or_build("images", key, decode)
-    n_train, n_test = entry["skipped"]
-    if n_train or n_test:  # logged on every run, not only the decoding one
-        path, reason = entry["skipped_example"]
-        log.warning(
-            "skipped %d unreadable image file(s) under %s (%d train, %d test), e.g. %s (%s)",
-            n_train + n_test,
-            root,
-            n_train,
-            n_test,
-            path,
-            reason,
-        )
+    _warn_skipped(root, entry)
+    left_out = sum(entry["skipped"]) + sum(entry.get("oversized", [0, 0]))
     return ImageDataset(
         train=ImageSplit(entry["train_images"], entry["train_labels"]),
         test=ImageSplit(entry["test_images"], entry["test_labels"]),
@@ -175,7 +221,7 @@ def load_tree(root: Path, image_size: int, cache: ArtifactCache, source: str) ->
         identity=key,
         files_ignored=len(scan.ignored),
         files_hidden=len(scan.hidden),
-        files_unreadable=n_train + n_test,
+        files_unreadable=left_out,  # unreadable or above data.max_pixels
         images_nested=len(scan.nested),
     )
 
@@ -188,7 +234,7 @@ class FolderSource:
         return describe_tree(resolve_root(cfg.root))
 
     def identity(self, cfg: DictConfig) -> str:
-        return tree_identity(resolve_root(cfg.root), cfg.image_size, "folder")
+        return tree_identity(resolve_root(cfg.root), cfg.image_size, "folder", cfg.max_pixels)
 
     def load(self, cfg: DictConfig, cache: ArtifactCache) -> ImageDataset:
-        return load_tree(resolve_root(cfg.root), cfg.image_size, cache, "folder")
+        return load_tree(resolve_root(cfg.root), cfg.image_size, cache, "folder", cfg.max_pixels)

@@ -40,6 +40,7 @@ class SourceInfo:
 
     classes: list[str]
     train_counts: list[int]
+    test_counts: list[int] | None = None  # None: unknown before decoding
 
 
 class DataSource(Protocol):

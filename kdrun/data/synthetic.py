@@ -25,7 +25,9 @@ class SyntheticSource:
             if cfg[key] < 1:
                 raise ConfigError(f"data.{key}={cfg[key]} is invalid: it must be >= 1.")
         return SourceInfo(
-            classes=list(SYNTHETIC_CLASSES[:n]), train_counts=[cfg.train_per_class] * n
+            classes=list(SYNTHETIC_CLASSES[:n]),
+            train_counts=[cfg.train_per_class] * n,
+            test_counts=[cfg.test_per_class] * n,
         )
 
     def identity(self, cfg: DictConfig) -> str:

@@ -58,9 +58,13 @@ def write_manifest(sweep_dir: Path, jobs: list[list[str]] | None) -> dict:
     return manifest
 
 
-def multirun_rows(sweep_dir: Path, manifest: dict) -> list[RunRow]:
+NOT_FINISHED = "not finished"  # a job without a record while its sweep still runs
+
+
+def multirun_rows(sweep_dir: Path, manifest: dict, absent: str = "missing") -> list[RunRow]:
     """One row per job of this multirun: its record's, or failed (a record that does not
-    verify) or missing (none); records of earlier multiruns in the dir are left out."""
+    verify) or `absent` (none: "missing" once the sweep has ended, NOT_FINISHED while it runs);
+    records of earlier multiruns in the dir are left out."""
     mine: dict[int, RunRow] = {}
     damaged: dict[str, str] = {}
     ignored = 0
@@ -84,10 +88,32 @@ def multirun_rows(sweep_dir: Path, manifest: dict) -> list[RunRow]:
             log.warning("sweep summary: job %d: %s: %s", num, RECORD, damaged.pop(str(num)))
             rows.append(RunRow(str(sweep_dir / str(num)), overrides, "failed"))
         else:
-            rows.append(RunRow(str(sweep_dir / str(num)), overrides, "missing"))
+            rows.append(RunRow(str(sweep_dir / str(num)), overrides, absent))
     ignored += len(damaged)
-    if ignored:
+    if ignored and absent == "missing":  # said once, by the final summary
         log.info(
             "sweep summary: ignored %d metrics.json of other runs under %s", ignored, sweep_dir
         )
     return ranked(rows)
+
+
+SUMMARY_LOCK = ".summary.lock"
+
+
+def write_progress_summary(sweep_dir: Path) -> list[Path]:
+    """The summary as it stands: finished jobs with their numbers, the others NOT_FINISHED.
+    Written as each job ends, so a killed sweep leaves a summary of what it finished. Jobs
+    of a parallel launcher end in their own processes: a lock file in the sweep dir lets one
+    write at a time (each file is replaced atomically either way)."""
+    import fcntl
+
+    from kdrun.report.runs_summary import write_summary
+    from kdrun.store.record import read_manifest
+
+    with open(sweep_dir / SUMMARY_LOCK, "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        manifest = read_manifest(sweep_dir)
+        if manifest is None:
+            return []
+        rows = multirun_rows(sweep_dir, manifest, absent=NOT_FINISHED)
+        return write_summary(rows, sweep_dir) if rows else []

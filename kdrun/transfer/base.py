@@ -62,10 +62,10 @@ class Transfer:
         for key, (low, high, meaning) in cls.ranges.items():
             value = cfg[key]
             if not (low <= value <= high):
-                top = "" if high == float("inf") else f" and {high}"
+                allowed = f">= {low}" if high == float("inf") else f"between {low} and {high}"
                 raise ConfigError(
                     f"transfer.{key}={value} is invalid for transfer={cls.name}: it must be "
-                    f"between {low}{top} ({meaning})."
+                    f"{allowed} ({meaning})."
                 )
 
     def check_teacher(self, teacher: nn.Module, arch: str) -> None:
