@@ -72,7 +72,7 @@ def test_every_transfer_source_on_real_cifar10_at_a_tiny_budget(cifar10_root, tm
         metrics = json.loads((tmp_path / name / "metrics.json").read_text())
         record = metrics["episodes"][0]
         assert record["transfer"]["method"] == name
-        assert record["pool_size"] == (20 if name == "pool" else 0)
+        assert record["pool_size"] == (2 * 20 if name == "pool" else 0)  # ways x pool
         assert metrics["cache"]["teacher"] == (
             {"hit": 0, "miss": 1} if name == "pool" else {"hit": 1, "miss": 0}
         )
