@@ -367,6 +367,22 @@ ROWS = [
     Row("data.image_size", ["data.image_size=100000"], 2, "data.image_size=100000 is invalid"),
     Row("data.image_size", ["data.image_size=64"], 2, "teacher.arch=cnn_small cannot take"),
     Row("data.val_per_class", ["data.val_per_class=-1"], 2, "data.val_per_class=-1 is invalid"),
+    Row("student.init", ["student.init=copy"], 2, "student.init='copy' is unknown"),
+    Row("export", ["export=tflite"], 1, "Could not find 'export/tflite'"),
+    Row("export.name", ["export.name=tflite"], 2, "export='tflite' is unknown"),
+    Row("export.opset", ["export=onnx", "export.opset=3"], 2, "export.opset=3 is invalid"),
+    Row(
+        "export.tolerance",
+        ["export=onnx", "export.tolerance=0"],
+        2,
+        "export.tolerance=0.0 is invalid",
+    ),
+    Row(
+        "export.verify_images",
+        ["export=onnx", "export.verify_images=0"],
+        2,
+        "export.verify_images=0: it must be >= 1",
+    ),
     Row(
         "data.val_per_class",
         ["experiment=smoke", "data.train_per_class=60", "data.val_per_class=20"],

@@ -86,6 +86,8 @@ def test_help_lists_the_groups_a_user_picks_and_imports_no_torch(tmp_path):
         "data",
         "device",
         "experiment",
+        "export",
+        "hparams_search",
         "logger",
         "loss",
         "student",

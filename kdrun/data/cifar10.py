@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from kdrun.data.folder import describe_tree, load_tree, resolve_root, tree_identity
+from kdrun.data.folder import (
+    describe_tree,
+    load_tree,
+    pixel_cap,
+    resolve_root,
+    tree_identity,
+)
 from kdrun.data.folder_scan import is_tree
 from kdrun.data.registry import ImageDataset, ImageSplit, SourceInfo, register_source
 from kdrun.errors import ConfigError
@@ -100,13 +106,13 @@ class Cifar10Source:
         torchvision checks each batch file's MD5 against the published one on every load."""
         root = resolve_root(cfg.root)
         if is_tree(root):
-            return tree_identity(root, cfg.image_size, "cifar10", cfg.max_pixels)
+            return tree_identity(root, cfg.image_size, "cifar10", pixel_cap(cfg))
         return digest({"source": "cifar10-torchvision", "size": cfg.image_size, "v": 1})
 
     def load(self, cfg: DictConfig, cache: ArtifactCache) -> ImageDataset:
         root = resolve_root(cfg.root)
         if is_tree(root):
-            return load_tree(root, cfg.image_size, cache, "cifar10", cfg.max_pixels)
+            return load_tree(root, cfg.image_size, cache, "cifar10", pixel_cap(cfg))
         if not (root / BATCHES_DIR).is_dir():
             log.info("downloading CIFAR-10 to %s", root)
         made = missing_dirs(root)  # torchvision creates data.root before it downloads

@@ -90,6 +90,11 @@ def _fingerprint(root: Path, tree: dict[str, dict[str, list[Path]]]) -> list[tup
     return rows
 
 
+def pixel_cap(cfg: DictConfig) -> int:
+    """data.max_pixels; a data config made without the key (older records) has the default."""
+    return int(cfg.get("max_pixels", DEFAULT_MAX_PIXELS))
+
+
 def _decode(path: Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | str:
     """The image as (size, size, 3) uint8 RGB, or why it cannot be read. Any mode (grey, RGBA,
     palette, CMYK, 16-bit grey) is converted to RGB (alpha dropped), any size resized to a
@@ -234,7 +239,18 @@ class FolderSource:
         return describe_tree(resolve_root(cfg.root))
 
     def identity(self, cfg: DictConfig) -> str:
-        return tree_identity(resolve_root(cfg.root), cfg.image_size, "folder", cfg.max_pixels)
+        return tree_identity(
+            resolve_root(cfg.root),
+            cfg.image_size,
+            "folder",
+            pixel_cap(cfg),
+        )
 
     def load(self, cfg: DictConfig, cache: ArtifactCache) -> ImageDataset:
-        return load_tree(resolve_root(cfg.root), cfg.image_size, cache, "folder", cfg.max_pixels)
+        return load_tree(
+            resolve_root(cfg.root),
+            cfg.image_size,
+            cache,
+            "folder",
+            pixel_cap(cfg),
+        )
