@@ -113,9 +113,15 @@ def numbers(metrics: dict) -> dict:
         m.pop(key)
     m["teacher"].pop("source")
     m["baseline"].pop("source", None)
+    for model in ("teacher", "student", "baseline"):  # cost: clocks read, not results
+        for key in ("cost", "vs_teacher", "export"):
+            for name in ("latency_ms", "throughput", "latency_ratio", "onnxruntime_latency_ms"):
+                (m[model].get(key) or {}).pop(name, None)
     for record in m["episodes"]:
         record["soft_labels"].pop("hit")
         record.pop("baseline_source", None)
+        for name in ("hit", "seconds"):  # a resumed synthesis reuses its finished batches
+            (record.get("transfer") or {}).pop(name, None)
     return m
 
 
