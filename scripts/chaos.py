@@ -14,7 +14,6 @@ is a SIGKILL to the whole process group, triggered by the run's own log lines. E
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import re
@@ -26,6 +25,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from kdrun.measure.cost import without_clocks
 
 KDRUN = str(Path(sys.executable).with_name("kdrun"))
 # The smoke setting, shrunk so every stage takes about a second on 2 cores.
@@ -107,16 +108,12 @@ def numbers(metrics: dict) -> dict:
     an uninterrupted run: times, paths, cache counters, whether an artifact was reused, and the
     record's provenance and checksums (kdrun.store.record: the config holds cache_dir, history
     times)."""
-    m = copy.deepcopy(metrics)
+    m = without_clocks(metrics)  # cost accounting's clocks are read, not results
     volatile = ("timing", "out_dir", "cache", "config_digest", "config", "overrides", "multirun")
     for key in (*volatile, "files", "checksum"):
         m.pop(key)
     m["teacher"].pop("source")
     m["baseline"].pop("source", None)
-    for model in ("teacher", "student", "baseline"):  # cost: clocks read, not results
-        for key in ("cost", "vs_teacher", "export"):
-            for name in ("latency_ms", "throughput", "latency_ratio", "onnxruntime_latency_ms"):
-                (m[model].get(key) or {}).pop(name, None)
     for record in m["episodes"]:
         record["soft_labels"].pop("hit")
         record.pop("baseline_source", None)

@@ -10,6 +10,7 @@ a second for the zoo's CIFAR models.
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import statistics
@@ -28,6 +29,9 @@ THROUGHPUT_BATCH = 256
 THROUGHPUT_REPS = 3  # timed batch-256 passes (the batch-1 warm-up chose the kernels) ...
 THROUGHPUT_BUDGET_S = 0.3  # ... or this many seconds, whichever comes first (at least one)
 MB = 1e6  # size_mb is in megabytes (10^6 bytes)
+# The fields read from a clock: two runs of the same config differ in these and nothing else here
+CLOCK_FIELDS = ("latency_ms", "throughput", "latency_ratio", "throughput_ratio")
+CLOCK_FIELDS += ("onnxruntime_latency_ms",)
 
 
 def count_params(model: nn.Module) -> int:
@@ -139,6 +143,17 @@ def ratios(teacher: dict, student: dict) -> dict[str, float | None]:
         "latency": ratio("latency_ms"),
         "throughput": ratio("throughput", invert=True),
     }
+
+
+def without_clocks(metrics: dict) -> dict:
+    """A copy of a run's metrics without the timed cost fields, so two runs compare on what
+    they computed (determinism, chaos and resume checks)."""
+    m = copy.deepcopy(metrics)
+    for model in ("teacher", "student", "baseline"):
+        for part in ("cost", "vs_teacher", "export"):
+            for name in CLOCK_FIELDS:
+                ((m.get(model) or {}).get(part) or {}).pop(name, None)
+    return m
 
 
 def cpu_name() -> str:
