@@ -11,6 +11,7 @@ import time
 SCRIPTS = (
     "overhead",
     "teacher_throughput",
+    "synthesis_throughput",
     "distill_cost",
     "curve_cost",
     "peer_torchdistill",
