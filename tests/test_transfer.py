@@ -4,6 +4,7 @@ in-process run per source checks the wiring end to end."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -25,6 +26,17 @@ from kdrun.transfer import build_transfer
 from kdrun.transfer.bn_stats import BatchNormStatistics
 from kdrun.transfer.mix import OnlineMix
 from tests.conftest import SMOKE_FAST, compose_config
+
+
+def _script(name: str):
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+transfer_table = _script("transfer_table")
 
 
 def tiny_bn_net(ways: int = 10) -> nn.Module:
@@ -211,3 +223,12 @@ def test_each_transfer_runs_end_to_end(name, extra, compose_cfg, tmp_path):
     again = run(cfg, tmp_path / "again")
     if name in ("inversion", "generator"):
         assert again["episodes"][0]["transfer"]["hit"]
+    if name == "inversion":  # the README's table and curve script reads what the runs wrote
+        table = transfer_table.rows([out, tmp_path / "again"])
+        assert [t["transfer"].split(" (")[0] for t in table] == ["inversion", "inversion"]
+        made, reused = sorted(table, key=lambda t: -t["synthesis_cpu_min"])
+        assert made["synthesis_cpu_min"] > 0 and reused["synthesis_cpu_min"] == 0
+        assert "images=20" in made["transfer"] and made["threads"] >= 1
+        transfer_table.plot(table, tmp_path / "curve.png")
+        assert (tmp_path / "curve.png").stat().st_size > 0
+        assert transfer_table.markdown(table).count("| 5 | inversion") == 2

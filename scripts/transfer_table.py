@@ -1,0 +1,186 @@
+"""The README's "only K images" table from kdrun run dirs: what each transfer buys per CPU-minute.
+
+    python scripts/transfer_table.py RUN_OR_SWEEP_DIR... [--csv results/transfer/summary.csv]
+        [--png results/transfer/curve.png]
+
+One row per verified run (metrics.json whose checksums hold), grouped by K: the transfer and its
+budget, the CE baseline and the distilled student (mean ± 95% CI over episodes), their paired
+gain, the convergence verdict, and the CPU-minutes per episode spent making the transfer set
+(synthesis), labelling it (soft labels) and distilling the student: wall seconds x threads.
+
+--png draws where each transfer tops out: the student's test accuracy against CPU-minutes and
+against the inputs it has seen, at each point of its learning curve (student.curve: a quarter,
+half and all of the budget by default), mean over the run's episodes; the teacher is dashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from kdrun.report.runs_summary import collect
+from kdrun.store.record import verify_record
+
+BUDGET_KEYS = ("images", "steps", "batch_size", "mix", "adversarial_weight")
+
+
+def describe(cfg: dict) -> str:
+    """`transfer=NAME` with the keys that set its budget, and the views of the labelled set."""
+    t, soft = cfg["transfer"], cfg["soft_labels"]
+    keys = [f"{k}={t[k]}" for k in BUDGET_KEYS if k in t]
+    if t["name"] != "mix" and soft["views"]:
+        keys.append(f"views={soft['views']}" + (f" {soft['mix']}" if soft["mix"] != "none" else ""))
+    keys.append(f"{cfg['student']['epochs']:g} passes")
+    return f"{t['name']} ({', '.join(keys)})"
+
+
+def rows(paths: list[Path]) -> list[dict]:
+    out = []
+    for r in collect(paths):
+        if r.status != "ok":
+            continue
+        m = verify_record(Path(r.run_dir)).record
+        cfg, timing = m["config"], m["timing"]
+        found = re.search(r"(\d+) CPU threads", m.get("device") or "")
+        threads = int(found.group(1)) if found else cfg["device"]["threads"] or 1
+        per_episode = threads / 60 / r.episodes
+        out.append(
+            {
+                "shots": cfg["shots"],
+                "transfer": describe(cfg),
+                "student_arch": r.student_arch,
+                "teacher_acc": 100 * r.teacher_acc,
+                "episodes": r.episodes,
+                "baseline": 100 * r.baseline_acc,
+                "baseline_ci95": 100 * r.baseline_ci95,
+                "student": 100 * r.student_acc,
+                "student_ci95": 100 * r.student_ci95,
+                "gain": 100 * r.kd_gain,
+                "gain_ci95": 100 * r.kd_gain_ci95,
+                "converged": r.converged,
+                "synthesis_cpu_min": timing.get("transfer", 0.0) * per_episode,
+                "labels_cpu_min": timing.get("soft_labels", 0.0) * per_episode,
+                "student_cpu_min": timing.get("student", 0.0) * per_episode,
+                "threads": threads,
+                "batch_size": cfg["student"]["batch_size"],
+                "run_dir": r.run_dir,
+            }
+        )
+    return sorted(out, key=lambda row: (row["shots"], -row["student"]))
+
+
+def markdown(table: list[dict]) -> str:
+    head = [
+        "K",
+        "transfer (budget)",
+        "student",
+        "episodes",
+        "CE baseline",
+        "KD student",
+        "paired gain",
+        "converged",
+        "CPU-min/episode: synthesis + labels + student",
+        "gain points per CPU-min",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for t in table:
+        spent = t["synthesis_cpu_min"] + t["labels_cpu_min"] + t["student_cpu_min"]
+        cells = [
+            str(t["shots"]),
+            t["transfer"],
+            t["student_arch"],
+            str(t["episodes"]),
+            f"{t['baseline']:.1f} ± {t['baseline_ci95']:.1f}",
+            f"**{t['student']:.1f} ± {t['student_ci95']:.1f}**",
+            f"{t['gain']:+.1f} ± {t['gain_ci95']:.1f}",
+            "yes" if t["converged"] == "yes" else f"{t['converged']} †",
+            f"{t['synthesis_cpu_min']:.1f} + {t['labels_cpu_min']:.1f} + "
+            f"{t['student_cpu_min']:.1f} = {spent:.1f}",
+            f"{t['gain'] / spent:.1f}" if spent else "—",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def curve(row: dict) -> list[tuple[float, int, float]]:
+    """(CPU-minutes per episode so far, inputs seen, mean test accuracy) per curve point of the
+    distilled student; the synthesis and labelling are spent before its first step."""
+    points: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    clock: dict[str, float] = {}  # a curve point has no time of its own: its episode's last row
+    with (Path(row["run_dir"]) / "history.csv").open() as f:
+        for line in csv.DictReader(f):
+            if line["stage"] != "student":
+                continue
+            if line["seconds"]:
+                clock[line["episode"]] = float(line["seconds"])
+            if line["test_acc"]:
+                seconds = clock.get(line["episode"], 0.0)
+                points[int(line["step"])].append((seconds, float(line["test_acc"])))
+    spent = row["synthesis_cpu_min"] + row["labels_cpu_min"]
+    out = []
+    for step, values in sorted(points.items()):
+        seconds = sum(v[0] for v in values) / len(values)
+        acc = sum(v[1] for v in values) / len(values)
+        out.append((spent + seconds * row["threads"] / 60, step * row["batch_size"], 100 * acc))
+    return out
+
+
+def plot(table: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (by_time, by_inputs) = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    for i, row in enumerate(table):
+        points = curve(row)
+        style = {
+            "marker": "o",
+            "color": f"C{i % 10}",
+            "label": f"K={row['shots']} {row['transfer']}",
+        }
+        by_time.plot([p[0] for p in points], [p[2] for p in points], **style)
+        by_inputs.plot([p[1] for p in points], [p[2] for p in points], **style)
+    teacher = max(row["teacher_acc"] for row in table)
+    for ax in (by_time, by_inputs):
+        ax.axhline(teacher, ls="--", color="grey", label=f"teacher {teacher:.1f}%")
+        ax.grid(alpha=0.3)
+    by_time.set_xlabel("CPU-minutes per episode (synthesis + labels + student so far)")
+    by_inputs.set_xlabel("inputs the student has seen (steps x batch)")
+    by_inputs.set_xscale("log")
+    by_time.set_ylabel("distilled student's test accuracy (%)")
+    by_inputs.legend(fontsize=7, loc="lower right")
+    fig.suptitle("10-way K-shot CIFAR-10, no image beyond the shots: where each transfer tops out")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="+", type=Path)
+    parser.add_argument("--csv", type=Path, help="also write the rows as CSV here")
+    parser.add_argument("--png", type=Path, help="also draw the learning curves here")
+    args = parser.parse_args(argv)
+    table = rows(args.dirs)
+    if not table:
+        print("no verified kdrun run under the given directories", file=sys.stderr)
+        return 1
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        with args.csv.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(table[0]))
+            writer.writeheader()
+            writer.writerows(table)
+    if args.png:
+        plot(table, args.png)
+    print(markdown(table), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
