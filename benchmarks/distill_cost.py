@@ -13,7 +13,7 @@ from kdrun.losses import build_loss
 from kdrun.models import build_model
 from kdrun.train import Schedule, fit, predict
 
-STEPS, BATCH, STUDENT, TEACHER = 30, 64, "cnn_small", "cnn_large"
+STEPS, BATCH, STUDENT, TEACHER = 20, 64, "cnn_small", "cnn_large"
 KD = OmegaConf.create({"name": "kd", "alpha": 0.9, "temperature": 4.0})
 
 
