@@ -34,8 +34,7 @@ def describe(cfg: dict) -> str:
     keys = [f"{k}={t[k]}" for k in BUDGET_KEYS if k in t]
     if t["name"] != "mix" and soft["views"]:
         keys.append(f"views={soft['views']}" + (f" {soft['mix']}" if soft["mix"] != "none" else ""))
-    keys.append(f"{cfg['student']['epochs']:g} passes")
-    return f"{t['name']} ({', '.join(keys)})"
+    return f"{t['name']} ({', '.join(keys)})" if keys else t["name"]
 
 
 def rows(paths: list[Path]) -> list[dict]:
@@ -48,10 +47,11 @@ def rows(paths: list[Path]) -> list[dict]:
         found = re.search(r"(\d+) CPU threads", m.get("device") or "")
         threads = int(found.group(1)) if found else cfg["device"]["threads"] or 1
         per_episode = threads / 60 / r.episodes
+        batch = cfg["student"]["batch_size"]
         out.append(
             {
                 "shots": cfg["shots"],
-                "transfer": describe(cfg),
+                "transfer": f"{describe(cfg)}, {r.student_steps:,} steps of {batch}",
                 "student_arch": r.student_arch,
                 "teacher_acc": 100 * r.teacher_acc,
                 "episodes": r.episodes,
