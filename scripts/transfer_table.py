@@ -110,16 +110,22 @@ def curve(row: dict) -> list[tuple[float, int, float]]:
     """(CPU-minutes per episode so far, inputs seen, mean test accuracy) per curve point of the
     distilled student; the synthesis and labelling are spent before its first step."""
     points: dict[int, list[tuple[float, float]]] = defaultdict(list)
-    clock: dict[str, float] = {}  # a curve point has no time of its own: its episode's last row
+    clocks: dict[str, list[tuple[int, float]]] = defaultdict(list)  # (step, seconds) per episode
+    curve_rows = []
     with (Path(row["run_dir"]) / "history.csv").open() as f:
         for line in csv.DictReader(f):
             if line["stage"] != "student":
                 continue
             if line["seconds"]:
-                clock[line["episode"]] = float(line["seconds"])
+                clocks[line["episode"]].append((int(line["step"]), float(line["seconds"])))
             if line["test_acc"]:
-                seconds = clock.get(line["episode"], 0.0)
-                points[int(line["step"])].append((seconds, float(line["test_acc"])))
+                curve_rows.append(line)
+    for line in curve_rows:  # a curve point has no time of its own: interpolate its step's
+        step, clock = int(line["step"]), [(0, 0.0), *sorted(clocks[line["episode"]])]
+        after = next((i for i, (s, _) in enumerate(clock) if s >= step), len(clock) - 1)
+        (s0, t0), (s1, t1) = clock[max(0, after - 1)], clock[after]
+        seconds = t1 if s1 == s0 else t0 + (t1 - t0) * (step - s0) / (s1 - s0)
+        points[step].append((seconds, float(line["test_acc"])))
     spent = row["synthesis_cpu_min"] + row["labels_cpu_min"]
     out = []
     for step, values in sorted(points.items()):
@@ -153,7 +159,7 @@ def plot(table: list[dict], path: Path) -> None:
     by_inputs.set_xlabel("inputs the student has seen (steps x batch)")
     by_inputs.set_xscale("log")
     by_time.set_ylabel("distilled student's test accuracy (%)")
-    by_inputs.legend(fontsize=7, loc="lower right")
+    by_time.legend(fontsize=7, loc="upper left")
     fig.suptitle("10-way K-shot CIFAR-10, no image beyond the shots: where each transfer tops out")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
