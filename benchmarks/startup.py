@@ -73,8 +73,8 @@ def main() -> None:
             labels=("kdrun warm reload (scan, fingerprint, verify, mmap)", "torch.load"),
         )
         # A loaded teacher (teacher.checkpoint): a cnn_large epoch on 50,000 images takes
-        # minutes on 2 slow cores and its batch-128 activations are tens of MB; the peak is
-        # the data, the pool's labelled views and the stages around them.
+        # minutes on 2 slow cores. The figure covers decoding, the teacher's test, labelling
+        # the pool's views, the student and the baseline; teacher training is not in it.
         teacher = Path(cache, "teacher.pt")
         torch.save(build_model("cnn_large", 10).state_dict(), teacher)
         args = [

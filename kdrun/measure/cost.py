@@ -29,9 +29,14 @@ THROUGHPUT_BATCH = 256
 THROUGHPUT_REPS = 3  # timed batch-256 passes (the batch-1 warm-up chose the kernels) ...
 THROUGHPUT_BUDGET_S = 0.3  # ... or this many seconds, whichever comes first (at least one)
 MB = 1e6  # size_mb is in megabytes (10^6 bytes)
-# The fields read from a clock: two runs of the same config differ in these and nothing else here
-CLOCK_FIELDS = ("latency_ms", "throughput", "latency_ratio", "throughput_ratio")
-CLOCK_FIELDS += ("onnxruntime_latency_ms",)
+# Fields read off a clock (cost, vs_teacher, export): two runs of one config may differ in these
+CLOCK_FIELDS = (
+    "latency_ms",
+    "throughput",
+    "latency_ratio",
+    "throughput_ratio",
+    "onnxruntime_latency_ms",
+)
 
 
 def count_params(model: nn.Module) -> int:
