@@ -22,6 +22,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from kdrun.report.runs_summary import collect
 from kdrun.store.record import verify_record
 
@@ -66,7 +68,7 @@ def rows(paths: list[Path]) -> list[dict]:
                 "labels_cpu_min": timing.get("soft_labels", 0.0) * per_episode,
                 "student_cpu_min": timing.get("student", 0.0) * per_episode,
                 "threads": threads,
-                "batch_size": cfg["student"]["batch_size"],
+                "batch_size": batch,
                 "run_dir": r.run_dir,
             }
         )
@@ -121,11 +123,9 @@ def curve(row: dict) -> list[tuple[float, int, float]]:
             if line["test_acc"]:
                 curve_rows.append(line)
     for line in curve_rows:  # a curve point has no time of its own: interpolate its step's
-        step, clock = int(line["step"]), [(0, 0.0), *sorted(clocks[line["episode"]])]
-        after = next((i for i, (s, _) in enumerate(clock) if s >= step), len(clock) - 1)
-        (s0, t0), (s1, t1) = clock[max(0, after - 1)], clock[after]
-        seconds = t1 if s1 == s0 else t0 + (t1 - t0) * (step - s0) / (s1 - s0)
-        points[step].append((seconds, float(line["test_acc"])))
+        step, known = int(line["step"]), [(0, 0.0), *sorted(clocks[line["episode"]])]
+        at = float(np.interp(step, [k[0] for k in known], [k[1] for k in known]))
+        points[step].append((at, float(line["test_acc"])))
     spent = row["synthesis_cpu_min"] + row["labels_cpu_min"]
     out = []
     for step, values in sorted(points.items()):
