@@ -11,9 +11,9 @@ from benchmarks.common import Target, cifar_sized, compare, cpu_runtime
 from kdrun.data.views import AugmentedSet
 from kdrun.losses import build_loss
 from kdrun.models import build_model
-from kdrun.train import Schedule, fit, predict
+from kdrun.train import Schedule, fit
 
-STEPS, BATCH, STUDENT, TEACHER = 20, 64, "cnn_small", "cnn_large"
+STEPS, BATCH, STUDENT, TEACHER = 14, 64, "cnn_small", "cnn_large"
 KD = OmegaConf.create({"name": "kd", "alpha": 0.9, "temperature": 4.0})
 
 
@@ -45,7 +45,7 @@ def student(train_set, loss) -> None:
 def main() -> None:
     images, labels, normalize = cifar_sized(5_000)
     teacher = build_model(TEACHER, 10).eval()
-    logits = predict(teacher, images, normalize, cpu_runtime())
+    logits = torch.randn(len(images), 10)  # cached soft labels: their values do not set the speed
     ce_set = AugmentedSet(images, {"labels": labels}, normalize, 4, True)
     cached = AugmentedSet(images, {"labels": labels, "teacher_logits": logits}, normalize, 4, True)
     online = OnlineTeacherSet(images, {"labels": labels}, normalize, 4, True)

@@ -14,7 +14,7 @@ from kdrun.losses import build_loss
 from kdrun.models import build_model
 from kdrun.train import Schedule, fit
 
-STEPS, BATCH, ARCH = 20, 128, "cnn_small"
+STEPS, BATCH, ARCH = 14, 128, "cnn_small"
 
 
 def plain_loop(images, labels, normalize) -> None:

@@ -36,7 +36,7 @@ from kdrun.store.cache import ArtifactCache
 from kdrun.transfer import build_transfer
 from kdrun.transfer.synthesis import frozen, pixel_bounds
 
-BATCH, STEPS, WAYS = 64, 5, 10
+BATCH, STEPS, WAYS = 64, 4, 10
 
 
 def inversion_config():
