@@ -2,10 +2,11 @@
 
     python scripts/cost_table.py RUN_OR_SWEEP_DIR... [--png cost.png]
 
-One row per verified run (metrics.json whose checksums hold): the student's and the teacher's
-accuracy, the student's params, MACs, batch-1 CPU latency under PyTorch and (export=onnx, or
-kdrun-export's export.json) under onnxruntime, and the ratios to the teacher. The plot puts
-test accuracy against MACs per image on a log axis, teachers and students both.
+One row per verified run (metrics.json whose checksums hold): what the student distilled
+(a pool or a no-pool transfer), the student's and the teacher's accuracy, the student's
+params, MACs, batch-1 CPU latency under PyTorch and (export=onnx, or kdrun-export's
+export.json) under onnxruntime, the ratios to the teacher and kdrun's convergence verdict.
+The plot puts test accuracy against MACs per image on a log axis, teachers and students both.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ def _onnx_ms(run_dir: Path, m: dict) -> float | None:
     return info.get("onnxruntime_latency_ms")
 
 
+def inputs(setting: dict) -> str:
+    """What the student distilled beyond its shots: the pool recipe or a no-pool transfer."""
+    transfer = setting.get("transfer", "pool")
+    if transfer == "pool":
+        pool = setting.get("pool_requested", setting.get("pool"))
+        return f"pool {pool}" if setting.get("pool") else "shots only"
+    return f"{transfer} (no pool)"
+
+
 def rows(paths: list[Path]) -> list[dict]:
     out = []
     for r in collect(paths):
@@ -49,6 +59,7 @@ def rows(paths: list[Path]) -> list[dict]:
                 "loss": m["student"]["loss"],
                 "onnx_ms": _onnx_ms(Path(r.run_dir), m),
                 "points": m["student"]["vs_teacher"]["acc_points"],
+                "inputs": inputs(m["setting"]),
             }
         )
     return out
@@ -56,6 +67,7 @@ def rows(paths: list[Path]) -> list[dict]:
 
 HEADER = [
     "teacher → student",
+    "inputs",
     "loss, init",
     "episodes",
     "student %",
@@ -68,6 +80,7 @@ HEADER = [
     "fewer MACs",
     "faster",
     "vs teacher (pts)",
+    "converged",
 ]
 
 
@@ -79,6 +92,7 @@ def markdown(table: list[dict]) -> str:
         onnx = f"{t['onnx_ms']:.2f}" if t["onnx_ms"] is not None else "—"
         cells = [
             f"{t['teacher']} → {t['student']}",
+            t["inputs"],
             f"{t['loss']}, {t['init']}",
             str(r.episodes),
             f"{100 * r.student_acc:.1f}{ci}",
@@ -91,6 +105,7 @@ def markdown(table: list[dict]) -> str:
             f"{r.macs_ratio:.2g}x",
             f"{r.speedup:.2g}x",
             f"{t['points']:+.1f}",
+            r.converged,
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

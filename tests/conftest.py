@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from hydra import compose, initialize_config_module
@@ -14,6 +16,15 @@ from kdrun.config import register_configs
 register_configs()
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def load_script(name: str) -> ModuleType:
+    """A script of scripts/ (not a package) imported by path, for its tests."""
+    path = CONF_DIR.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def compose_config(overrides: list[str] | None = None) -> DictConfig:

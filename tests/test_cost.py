@@ -15,7 +15,7 @@ from kdrun.pipeline import run
 from kdrun.report.run_table import ratio_line
 from kdrun.stages import cost as cost_stage
 from kdrun.store.cache import ArtifactCache
-from tests.conftest import SMOKE_FAST
+from tests.conftest import SMOKE_FAST, load_script
 
 FIELDS = ("params", "macs", "size_mb", "latency_ms", "throughput")
 
@@ -78,6 +78,13 @@ def test_every_run_records_each_models_cost(compose_cfg, tmp_path):
     assert v["acc_points"] == pytest.approx(points)
     assert m["timing"]["cost"] >= 0
     assert m["cache"]["cost"] == {"hit": 0, "miss": 2}  # two architectures, measured once each
+    cost_table = load_script("cost_table")  # the README's table and plot read what runs wrote
+    (row,) = cost_table.rows([out])
+    assert row["inputs"] == f"pool {m['setting']['pool_requested']}"
+    line = cost_table.markdown([row]).splitlines()[-1]
+    assert line.startswith("| cnn_small → resnet8 | pool ") and f"{v['macs_ratio']:.2g}x" in line
+    cost_table.plot([row], tmp_path / "cost.png")
+    assert (tmp_path / "cost.png").stat().st_size > 0
 
 
 def test_costs_are_measured_once_per_architecture(tmp_path, monkeypatch):

@@ -4,7 +4,6 @@ in-process run per source checks the wiring end to end."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -25,18 +24,9 @@ from kdrun.store.cache import ArtifactCache
 from kdrun.transfer import build_transfer
 from kdrun.transfer.bn_stats import BatchNormStatistics
 from kdrun.transfer.mix import OnlineMix
-from tests.conftest import SMOKE_FAST, compose_config
+from tests.conftest import SMOKE_FAST, compose_config, load_script
 
-
-def _script(name: str):
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-transfer_table = _script("transfer_table")
+transfer_table = load_script("transfer_table")
 
 
 def tiny_bn_net(ways: int = 10) -> nn.Module:
