@@ -81,8 +81,9 @@ def test_every_run_records_each_models_cost(compose_cfg, tmp_path):
     cost_table = load_script("cost_table")  # the README's table and plot read what runs wrote
     (row,) = cost_table.rows([out])
     assert row["inputs"] == f"pool {m['setting']['pool_requested']}"
-    line = cost_table.markdown([row]).splitlines()[-1]
-    assert line.startswith("| cnn_small → resnet8 | pool ") and f"{v['macs_ratio']:.2g}x" in line
+    *_, teacher, line = cost_table.markdown([row]).splitlines()
+    assert teacher.startswith("| **cnn_small** (the teacher) |")
+    assert line.startswith("| cnn_small → resnet8 | pool ") and f"{v['macs_ratio']:.3g}x" in line
     cost_table.plot([row], tmp_path / "cost.png")
     assert (tmp_path / "cost.png").stat().st_size > 0
 
