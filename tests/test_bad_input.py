@@ -795,8 +795,11 @@ ROWS = [
 ]
 
 
+FAST_EVERY = 5  # the fast tier checks one row in five (~1 s each); the slow tier (CI) all
+
+
 def _param(i: int, row: Row):
-    marks = []
+    marks = [] if i % FAST_EVERY == 0 else [pytest.mark.slow]
     if row.row == "device not available" and UNAVAILABLE is None:
         marks.append(pytest.mark.skip(reason="every device type is available here"))
     return pytest.param(row, id=f"{row.row}[{i}]", marks=marks)
@@ -909,6 +912,7 @@ def _console_param(i: int, row: Row):
     return pytest.param(row, id=f"{row.row}[{i}]", marks=marks)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", [_console_param(i, r) for i, r in enumerate(ROWS) if r.console])
 def test_console_script_agrees(row: Row, paths, tmp_path):
     """The in-process runs above stand for the console script. test_cli.py already runs a Hydra

@@ -165,6 +165,7 @@ print(entry["value"].tolist(), hit)
 """
 
 
+@pytest.mark.slow
 def test_concurrent_builders_of_one_entry_build_it_once(tmp_path):
     """The file lock serialises builders across processes (sweep jobs, cluster nodes): one
     builds, the others wait and load its entry."""

@@ -61,6 +61,7 @@ def without_seconds(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
 
 
+@pytest.mark.slow
 def test_an_interrupted_teacher_resumes_and_matches_an_uninterrupted_one_bit_for_bit(
     compose_cfg, tmp_path, monkeypatch, caplog
 ):
@@ -108,6 +109,7 @@ def test_resume_false_starts_over(compose_cfg, tmp_path, monkeypatch, caplog):
     assert calls == list(range(1, EPOCHS + 1))  # every epoch trained again
 
 
+@pytest.mark.slow
 def test_a_state_that_does_not_fit_is_discarded_and_training_starts_over(
     compose_cfg, tmp_path, monkeypatch, caplog
 ):

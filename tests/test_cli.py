@@ -52,6 +52,7 @@ def test_smoke_experiment_runs_and_its_teacher_beats_chance(tmp_path):
         ("teacher.bogus=1", "bogus"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_exits_nonzero_with_one_clear_message(tmp_path, override, needle):
     proc = kdrun("experiment=smoke", override, cwd=tmp_path)
     assert proc.returncode != 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+import pytest
 from omegaconf import OmegaConf
 
 from kdrun.measure.convergence import CONVERGED_PTS, last_half_gain, mean_curve, verdict
@@ -56,6 +57,7 @@ def test_a_budget_in_passes_scales_with_the_inputs_and_has_a_floor():
     assert budget_steps(exact, 20_200) == 123 and budget_key(exact) == "student.steps"
 
 
+@pytest.mark.slow
 def test_every_run_records_its_curves_in_metrics_and_history(compose_cfg, tmp_path):
     overrides = [o for o in SMOKE_FAST if not o.startswith("student.steps")]
     cfg = compose_cfg(*overrides, "student.steps=8", "episodes=2")

@@ -59,6 +59,7 @@ def test_ratios_and_the_table_line():
     assert "more parameters" in ratio_line({"student": {"vs_teacher": bigger}})
 
 
+@pytest.mark.slow
 def test_every_run_records_each_models_cost(compose_cfg, tmp_path):
     out = tmp_path / "run"
     run(compose_cfg(*SMOKE_FAST, "student.arch=resnet8"), out)

@@ -19,6 +19,7 @@ from tests.test_cli import KDRUN
 BLOW_UP = ["teacher.lr=1e6", "teacher.grad_clip=0"]
 
 
+@pytest.mark.slow
 def test_a_diverging_teacher_stops_with_exit_2_and_is_never_stored(tmp_path):
     cache = tmp_path / "cache"
     proc = subprocess.run(

@@ -19,6 +19,7 @@ from kdrun.stages.export import compare, export_onnx
 from tests.conftest import SMOKE_FAST
 
 
+@pytest.mark.slow
 def test_a_runs_student_round_trips_through_onnxruntime(compose_cfg, tmp_path):
     ort = pytest.importorskip("onnxruntime", reason="export=onnx needs kdrun[export]")
     out = tmp_path / "run"

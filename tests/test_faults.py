@@ -56,6 +56,7 @@ def test_a_full_disk_names_the_path_and_leaves_no_partial_entry(tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["teacher"]["test_acc"] > 0
 
 
+@pytest.mark.slow
 def test_a_run_dir_on_a_full_disk_fails_before_any_work(tmp_path):
     """Hydra writes its .hydra/ files before the job: a full disk is caught by a probe first."""
 
@@ -75,6 +76,7 @@ def test_a_run_dir_on_a_full_disk_fails_before_any_work(tmp_path):
     assert proc.returncode == 2 and not (tmp_path / "run").exists()  # nothing left behind
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["hydra.run.dir", "cache_dir"])
 def test_an_output_path_through_a_file_is_named_in_one_message(tmp_path, key):
     (tmp_path / "a_file").write_text("not a directory")
@@ -104,6 +106,7 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "teacher.pt"

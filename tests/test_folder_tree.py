@@ -251,6 +251,7 @@ def test_pool_all_takes_everything_the_smallest_class_has_left(small_tree, compo
     assert f"pool=all: {fewest - 5} per class (class 'cats' has {fewest}" in caplog.text
 
 
+@pytest.mark.slow
 def test_auto_pool_reuses_the_soft_labels_of_the_same_explicit_pool(compose_cfg, tmp_path):
     """The cache keys see the resolved integer: pool=auto that resolves to P hits pool=P's
     entries (smoke data: 60 per class, 5 shots -> 55; CIFAR-10: 500, as the old default)."""

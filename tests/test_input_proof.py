@@ -33,6 +33,7 @@ def _save_teacher(path: Path, seed: int) -> None:
     torch.save(build_model("cnn_small", 10).state_dict(), path)
 
 
+@pytest.mark.slow
 def test_a_replaced_teacher_checkpoint_redoes_the_run(tmp_path, monkeypatch):
     ckpt, run_dir = tmp_path / "teacher.pt", tmp_path / "run"
     _save_teacher(ckpt, 0)

@@ -70,6 +70,7 @@ def scalars(events, tag: str) -> list[tuple[int, float]]:
     return [(s.step, s.value) for s in events.Scalars(tag)]
 
 
+@pytest.mark.slow
 def test_tensorboard_scalars_are_the_runs_numbers(tensorboard_run):
     events, record, rows, _ = tensorboard_run
     for model in ("teacher", "baseline", "student"):
@@ -150,6 +151,7 @@ def mlflow_run(tmp_path_factory):
     return client, found, out, record, rows, tmp
 
 
+@pytest.mark.slow
 def test_mlflow_run_has_the_config_as_params_and_the_runs_metrics(mlflow_run):
     client, found, _, record, rows, _ = mlflow_run
     assert found.info.status == "FINISHED"
@@ -230,6 +232,7 @@ def warnings_of(caplog, option: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_an_unreachable_tracking_server_warns_once_and_the_run_completes(tmp_path, caplog):
     pytest.importorskip("mlflow", reason="needs pip install 'kdrun[mlflow]'")
     out, record, _ = smoke_run(
@@ -241,6 +244,7 @@ def test_an_unreachable_tracking_server_warns_once_and_the_run_completes(tmp_pat
     assert record["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_an_unwritable_log_dir_warns_once_and_the_run_completes(tmp_path, caplog):
     pytest.importorskip("tensorboard", reason="needs pip install 'kdrun[tensorboard]'")
     blocker = tmp_path / "not-a-dir"

@@ -104,6 +104,7 @@ def test_hydra_full_error_still_shows_the_traceback(tmp_path):
     assert "Traceback" in proc.stderr and "yaml.parser.ParserError" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_failed_write_in_the_run_dir_names_hydra_run_dir(tmp_path):
     (tmp_path / "run" / "history.csv").mkdir(parents=True)  # the file cannot replace it
     proc = kdrun(

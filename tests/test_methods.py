@@ -15,6 +15,7 @@ from tests.conftest import SMOKE_FAST
 VIEWS = ["pool=10", "soft_labels.views=2"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(LOSSES))
 def test_each_method_runs_in_the_smoke_setting(compose_cfg, tmp_path, method):
     metrics = run(compose_cfg(*SMOKE_FAST, *VIEWS, f"loss={method}"), tmp_path / "run")
@@ -40,6 +41,7 @@ def _count_teacher_targets(monkeypatch) -> dict[str, int]:
     return calls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["fitnet", "at", "rkd"])
 def test_cached_features_are_what_the_online_teacher_computes_for_the_same_views(
     compose_cfg, tmp_path, monkeypatch, method
@@ -77,6 +79,7 @@ def test_cached_features_are_what_the_online_teacher_computes_for_the_same_views
             torch.testing.assert_close(c[k].float(), o[k], atol=2e-2, rtol=1e-2)
 
 
+@pytest.mark.slow
 def test_cached_features_mean_the_student_stage_never_runs_the_teacher(
     compose_cfg, tmp_path, monkeypatch
 ):
@@ -92,6 +95,7 @@ def test_cached_features_mean_the_student_stage_never_runs_the_teacher(
     }
 
 
+@pytest.mark.slow
 def test_features_go_online_without_views_or_above_the_size_limit(compose_cfg, tmp_path):
     no_views = run(compose_cfg(*SMOKE_FAST, "loss=fitnet", "soft_labels.views=0"), tmp_path / "a")
     assert no_views["episodes"][0]["teacher_features"]["mode"] == "online"
@@ -102,6 +106,7 @@ def test_features_go_online_without_views_or_above_the_size_limit(compose_cfg, t
     assert big["episodes"][0]["teacher_features"]["mode"] == "online"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["fitnet", "at", "rkd"])
 def test_a_run_pairs_the_layers_once_and_each_episode_binds_its_own_copy(
     compose_cfg, tmp_path, monkeypatch, method

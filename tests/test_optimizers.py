@@ -40,6 +40,7 @@ def test_an_unknown_optimiser_is_refused_naming_the_choices(compose_cfg, stage):
     assert set(OPTIMIZERS) == {"sgd", "adam", "adamw"}
 
 
+@pytest.mark.slow
 def test_the_student_optimiser_changes_the_student_not_the_teacher(compose_cfg, tmp_path):
     sgd = run(compose_cfg(*SMOKE_FAST), tmp_path / "sgd")
     adamw = run(

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 
+import pytest
 import torch
 
 from kdrun import pipeline
@@ -67,6 +68,7 @@ def test_second_run_trains_no_teacher_and_computes_no_soft_labels(
     assert second["student"]["test_acc"] == first["student"]["test_acc"]
 
 
+@pytest.mark.slow
 def test_temperature_sweeps_reuse_the_soft_labels(compose_cfg, tmp_path):
     first = run(compose_cfg(*SMOKE_FAST, "loss.temperature=2"), tmp_path / "a")
     again = run(compose_cfg(*SMOKE_FAST, "loss.temperature=8", "loss.alpha=0.5"), tmp_path / "b")
@@ -77,6 +79,7 @@ def test_temperature_sweeps_reuse_the_soft_labels(compose_cfg, tmp_path):
     assert again["student"] != first["student"]
 
 
+@pytest.mark.slow
 def test_new_shots_reuse_the_teacher_but_not_the_soft_labels(compose_cfg, tmp_path):
     run(compose_cfg(*SMOKE_FAST), tmp_path / "a")
     other = run(compose_cfg(*SMOKE_FAST, "shots=2", "seed=5"), tmp_path / "b")
@@ -110,6 +113,7 @@ def test_the_student_stage_never_runs_the_teacher(compose_cfg, tmp_path, monkeyp
     assert teacher_model is not None and forwards == []
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_metrics(compose_cfg, tmp_path):
     a = run(compose_cfg(*SMOKE_FAST, cache=tmp_path / "c1"), tmp_path / "a")
     b = run(compose_cfg(*SMOKE_FAST, cache=tmp_path / "c2"), tmp_path / "b")
@@ -120,6 +124,7 @@ def test_same_seed_gives_identical_metrics(compose_cfg, tmp_path):
     assert a["episodes"] == b["episodes"]
 
 
+@pytest.mark.slow
 def test_a_saved_teacher_checkpoint_can_be_loaded(compose_cfg, tmp_path):
     first = run(compose_cfg(*SMOKE_FAST), tmp_path / "a")
     ckpt = next((tmp_path / "cache" / "teacher").glob("*.pt"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -95,6 +96,7 @@ def test_replayed_views_equal_the_views_the_teacher_labelled_bit_for_bit():
             assert torch.equal(batch["label_dist"].sum(1), expected)
 
 
+@pytest.mark.slow
 def test_episodes_pool_and_views_run_end_to_end_and_repeat_exactly(compose_cfg, tmp_path):
     overrides = [*SMOKE_FAST, "episodes=3", "ways=4", "pool=10", "soft_labels.views=2"]
     a = run(compose_cfg(*overrides), tmp_path / "a")
@@ -107,6 +109,7 @@ def test_episodes_pool_and_views_run_end_to_end_and_repeat_exactly(compose_cfg, 
     assert [r["student"] for r in a["episodes"]] == [r["student"] for r in b["episodes"]]
 
 
+@pytest.mark.slow
 def test_one_teacher_serves_every_episode_when_the_classes_do_not_change(compose_cfg, tmp_path):
     out = run(compose_cfg(*SMOKE_FAST, "episodes=3"), tmp_path / "run")
     assert out["cache"]["teacher"] == {"hit": 2, "miss": 1}

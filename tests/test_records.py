@@ -84,6 +84,7 @@ def edit_number(run_dir: Path) -> None:
     ],
     ids=["edited-number", "deleted-student-pt", "edited-history"],
 )
+@pytest.mark.slow
 def test_a_record_that_does_not_verify_is_redone_with_one_warning(
     tmp_path, cache, finished, monkeypatch, damage, reason
 ):
@@ -103,6 +104,7 @@ def test_a_record_that_does_not_verify_is_redone_with_one_warning(
 @pytest.mark.parametrize(
     "text", ["null", "[]", '{"teacher": {"test_acc": 0.5}}', '{"student": '], ids=str
 )
+@pytest.mark.slow
 def test_a_foreign_metrics_json_is_reported_in_one_line_and_the_run_redone(
     tmp_path, cache, finished, monkeypatch, capsys, text
 ):
@@ -198,6 +200,7 @@ def test_a_killed_job_in_a_reused_sweep_dir_is_missing_not_the_old_numbers(
     assert {r["status"] for r in summary} == {"ok"}
 
 
+@pytest.mark.slow
 def test_a_smaller_sweep_in_a_reused_dir_summarises_only_its_own_jobs(
     tmp_path, cache, sweep_a, monkeypatch
 ):

@@ -83,6 +83,7 @@ def search(tmp_path_factory):
     return root, proc
 
 
+@pytest.mark.slow
 def test_a_search_selects_on_the_mean_val_acc_and_summarises_val_beside_test(search):
     root, proc = search
     sweep = root / "sweep"
@@ -107,6 +108,7 @@ def test_a_search_selects_on_the_mean_val_acc_and_summarises_val_beside_test(sea
     assert "student val %" in (sweep / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_objective_never_sees_test_labels(search, tmp_path):
     root, _ = search
     proc = _search(tmp_path, *SEARCH, "hydra.sweep.dir=sweep", cache=tmp_path / "c", corrupt=True)
@@ -123,6 +125,7 @@ def test_the_objective_never_sees_test_labels(search, tmp_path):
         assert (tmp_path / "sweep" / name).read_text() == (root / "sweep" / name).read_text()
 
 
+@pytest.mark.slow
 def test_a_diverged_trial_is_an_optuna_failure_never_a_score(search, tmp_path):
     root, _ = search
     # TPE seeded 0 starts with random draws: lr 1e6 (diverges), then 0.02
@@ -151,6 +154,7 @@ def test_a_diverged_trial_is_an_optuna_failure_never_a_score(search, tmp_path):
     assert results.best_params["student.lr"] == 0.02
 
 
+@pytest.mark.slow
 def test_a_search_without_a_validation_split_is_refused_before_any_trial(tmp_path):
     proc = _search(tmp_path, *SEARCH, "data.val_per_class=0", "hydra.sweep.dir=s", cache=tmp_path)
     assert proc.returncode == 2
@@ -159,6 +163,7 @@ def test_a_search_without_a_validation_split_is_refused_before_any_trial(tmp_pat
     assert not list((tmp_path / "s").glob("*/metrics.json"))
 
 
+@pytest.mark.slow
 def test_the_winner_is_reported_on_fresh_episodes_beside_the_defaults(search):
     root, _ = search
     sweep = root / "sweep"

@@ -7,6 +7,7 @@ import multiprocessing as mp
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from kdrun.cli.report import main as report_main
@@ -116,6 +117,7 @@ def _build_once(root: str, log_path: str) -> None:
     ArtifactCache(Path(root)).get_or_build("kind", digest({"k": 1}), build)
 
 
+@pytest.mark.slow
 def test_only_one_process_builds_a_shared_entry(tmp_path):
     ctx = mp.get_context("spawn")
     log = tmp_path / "builds.log"

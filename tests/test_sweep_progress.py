@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import SMOKE_FAST
 from tests.test_bad_input import run_cli
 
@@ -32,6 +34,7 @@ def _interrupt_after_first_job(sweep: Path, done: threading.Event) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_a_stopped_sweep_has_a_summary_of_its_finished_jobs(tmp_path, monkeypatch):
     sweep = tmp_path / "sweep"
     args = ["-m", *SMOKE_FAST, "shots=1,2,3", "device.threads=1", f"cache_dir={tmp_path / 'c'}"]

@@ -119,6 +119,7 @@ def test_class_not_decodable_from_mean_colour() -> None:
     assert accuracy < 0.4, f"mean RGB alone reaches {accuracy:.2f}"
 
 
+@pytest.mark.slow
 def test_learnable_with_many_shots_and_harder_with_few() -> None:
     # 125 steps of batch 32 is two epochs over 200 images per class.
     many_shot = _train_and_eval(per_class=200, steps=125)

@@ -93,6 +93,7 @@ def test_batchnorm_statistics_loss_matches_a_hand_computation():
     assert stats.pop().item() == 0  # popped: nothing until the next forward pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["inversion", "generator"])
 def test_synthesis_is_deterministic_cached_and_drawn_per_class(name, inputs, tmp_path):
     source = _source(name, **SMALL)
@@ -109,6 +110,7 @@ def test_synthesis_is_deterministic_cached_and_drawn_per_class(name, inputs, tmp
     assert other_teacher.key != first.key and not other_teacher.hit
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["inversion", "generator"])
 def test_a_killed_synthesis_resumes_from_its_finished_batches(name, inputs, tmp_path, monkeypatch):
     teacher = tiny_bn_net()
@@ -196,6 +198,7 @@ def test_preflight_refuses_what_a_transfer_cannot_do(overrides, needle, compose_
         ("generator", ["teacher=resnet8x4", "transfer.steps=2", "transfer.images=20"]),
     ],
 )
+@pytest.mark.slow
 def test_each_transfer_runs_end_to_end(name, extra, compose_cfg, tmp_path):
     cfg = compose_cfg(*SMOKE_FAST, "pool=0", f"transfer={name}", *extra)
     out = tmp_path / "run"

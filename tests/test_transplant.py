@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from kdrun.measure.cost import count_params
@@ -41,6 +42,7 @@ def test_the_width_levers_scale_the_cost():
     assert 3.5 < base / half < 4.5 and 3.5 < double / base < 4.5
 
 
+@pytest.mark.slow
 def test_a_run_records_the_students_initialisation(compose_cfg, tmp_path):
     overrides = [*SMOKE_FAST, "teacher.arch=resnet14", "student.arch=resnet8"]
     m = run(compose_cfg(*overrides, "student.init=teacher"), tmp_path / "a")

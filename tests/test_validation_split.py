@@ -70,6 +70,7 @@ def test_a_search_without_a_validation_split_is_refused(compose_cfg):
     check_search(compose_cfg(*SMOKE_FAST, "data.val_per_class=5"), ["loss.alpha"])
 
 
+@pytest.mark.slow
 def test_a_run_records_val_acc_beside_test_acc_on_its_own_teacher(compose_cfg, tmp_path):
     cache = tmp_path / "cache"
     plain = run(compose_cfg(*SMOKE_FAST, cache=cache), tmp_path / "plain")
