@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from kdrun.report.runs_summary import collect
+from kdrun.report.runs_summary import RunRow, collect
 from kdrun.store.record import verify_record
 
 
@@ -86,7 +86,7 @@ HEADER = [
 
 def teacher_rows(table: list[dict]) -> list[str]:
     """One row per teacher: its own cost, the figures the students' ratios divide."""
-    seen: dict[str, object] = {}
+    seen: dict[str, RunRow] = {}
     for t in table:
         seen.setdefault(t["teacher"], t["run"])
     rows_ = []

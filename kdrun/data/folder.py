@@ -124,7 +124,9 @@ def decode_split(
     """Decode every file of a split in parallel; unreadable files are left out and returned
     as (path, reason). `meter` counts the files as they are decoded."""
     paths = [p for files in classes.values() for p in files]
-    labels = torch.tensor([i for i, files in enumerate(classes.values()) for _ in files])
+    labels = torch.tensor(
+        [i for i, files in enumerate(classes.values()) for _ in files], dtype=torch.int64
+    )
     # Filled in place, channels first: a list of arrays, a stack and a permuted copy would
     # each hold the whole split again (about 150 MB apiece for CIFAR-10's training split).
     images = np.empty((len(paths), 3, size, size), np.uint8)
@@ -142,7 +144,7 @@ def decode_split(
                 meter.advance()
     if skipped:  # the only copy: dropping the files that could not be read
         images, labels = images[keep], labels[torch.from_numpy(keep)]
-    return ImageSplit(images=torch.from_numpy(images), labels=labels.to(torch.int64)), skipped
+    return ImageSplit(images=torch.from_numpy(images), labels=labels), skipped
 
 
 def _tree_key(root: Path, scan: TreeScan, image_size: int, source: str, max_pixels: int) -> str:
