@@ -14,7 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from kdrun.cli.main import search_objective
-from tests.conftest import SMOKE_FAST
+from tests.conftest import SMOKE_FAST, load_script
 from tests.test_cli import KDRUN
 
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="needs kdrun[search]")
@@ -202,6 +202,14 @@ def test_the_winner_is_reported_on_fresh_episodes_beside_the_defaults(search):
     ]
     assert report["difference"]["per_episode"] == pytest.approx(diff)
     assert "winner - defaults, paired:" in proc.stdout
+
+    # The README's table reads the same search and evaluation back.
+    table = load_script("search_table").row("smoke", sweep)
+    assert (table["trials"], table["failed"], table["episodes"]) == (3, 0, 2)
+    assert table["search_val"] == pytest.approx(100 * results.best_value)
+    mean, ci = (100 * report["difference"][k] for k in ("mean", "ci95"))
+    assert table["difference"] == f"{mean:+.1f} ± {ci:.1f}"
+    assert table["search_cpu_min"] > 0 and table["eval_cpu_min"] > 0
 
 
 def test_the_evaluation_refuses_episodes_the_search_tuned_on(search):

@@ -1,0 +1,139 @@
+"""The README's "does tuning help" table from finished searches and their `kdrun-winner` runs.
+
+    python scripts/search_table.py NAME=SWEEP_DIR... [--out results/search_k5/table.md]
+
+One row per search: its trials (finished, and failed or diverged: Optuna FAILs), the search's
+CPU-minutes (the trials' wall seconds x threads, the teacher's training left out: it is shared
+with every other run of the same data), the settings it chose and the validation accuracy it
+chose them on, then the fresh-episode evaluation (the newest `evaluation/*/evaluation.json`):
+the defaults' and the winner's test accuracy, the CE baseline's, and the paired difference
+winner - defaults, each as mean ± 95% CI, with kdrun's convergence verdict of both runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from kdrun.report.runs_summary import collect
+from kdrun.report.winner import RESULTS
+from kdrun.store.record import verify_record
+
+
+def _cpu_minutes(run_dir: Path) -> float:
+    """The run's wall seconds minus its teacher stage, times its threads, in minutes."""
+    m = verify_record(run_dir).record
+    found = re.search(r"(\d+) CPU threads", m.get("device") or "")
+    threads = int(found.group(1)) if found else m["config"]["device"]["threads"] or 1
+    timing = m["timing"]
+    return (timing["total"] - timing.get("teacher", 0.0)) * threads / 60
+
+
+def _pm(stats: dict, sign: str = "") -> str:
+    return f"{100 * stats['mean']:{sign}.1f} ± {100 * stats['ci95']:.1f}"
+
+
+def _settings(params: dict) -> str:
+    short = {"loss.temperature": "T", "loss.alpha": "α", "student.epochs": "passes"}
+    return ", ".join(
+        f"{short.get(k, k)} {v:.3g}" if isinstance(v, float) else f"{short.get(k, k)} {v}"
+        for k, v in params.items()
+    )
+
+
+def row(name: str, sweep: Path) -> dict:
+    """One search and its newest evaluation; ValueError if either is not finished."""
+    # The trials' own dirs (0, 1, ...): the sweep root also holds the evaluation's two runs.
+    # A trial that raised has a dir but no record: it counts as failed.
+    trial_dirs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    ok = [t for t in collect(trial_dirs) if t.status == "ok"]
+    evaluations = sweep.glob("evaluation/*/evaluation.json")
+    newest_last = sorted(evaluations, key=lambda p: p.stat().st_mtime)
+    if not (sweep / RESULTS).is_file() or not newest_last:
+        raise ValueError(f"{sweep}: no {RESULTS} or no kdrun-winner evaluation yet")
+    best = OmegaConf.to_container(OmegaConf.load(sweep / RESULTS))
+    report = json.loads(newest_last[-1].read_text())
+    converged = {
+        role: next(iter(collect([Path(path)]))).converged for role, path in report["runs"].items()
+    }
+    return {
+        "name": name,
+        "trials": len(trial_dirs),
+        "failed": len(trial_dirs) - len(ok),
+        "search_episodes": ok[0].episodes if ok else 0,
+        "search_cpu_min": sum(_cpu_minutes(Path(t.run_dir)) for t in ok),
+        "chosen": _settings(best["best_params"]),
+        "search_val": 100 * best["best_value"],
+        "episodes": report["episodes"],
+        "defaults": _pm(report["defaults"]),
+        "winner": _pm(report["winner"]),
+        "baseline": _pm(report["baseline"]),
+        "difference": _pm(report["difference"], "+"),
+        "converged": f"{converged['winner']} / {converged['defaults']}",
+        "eval_cpu_min": sum(_cpu_minutes(Path(p)) for p in report["runs"].values()),
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    head = [
+        "recipe",
+        "trials (failed)",
+        "search CPU-min",
+        "chosen on validation",
+        "search val %",
+        "fresh episodes",
+        "defaults test %",
+        "winner test %",
+        "CE test %",
+        "winner − defaults, paired",
+        "converged (winner / defaults)",
+        "evaluation CPU-min",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [
+            r["name"],
+            f"{r['trials']} ({r['failed']})",
+            f"{r['search_cpu_min']:.0f}",
+            r["chosen"],
+            f"{r['search_val']:.1f}",
+            str(r["episodes"]),
+            r["defaults"],
+            r["winner"],
+            r["baseline"],
+            r["difference"],
+            r["converged"],
+            f"{r['eval_cpu_min']:.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("searches", nargs="+", help="NAME=SWEEP_DIR, one per search")
+    parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    args = parser.parse_args(argv)
+    try:
+        specs = [spec.split("=", 1) for spec in args.searches]
+        if any(len(s) != 2 for s in specs):
+            raise ValueError(f"{args.searches}: each search is NAME=SWEEP_DIR")
+        rows = [row(name, Path(sweep)) for name, sweep in specs]
+    except ValueError as exc:
+        print(f"search_table: {exc}", file=sys.stderr)
+        return 2
+    text = markdown(rows)
+    print(text, end="")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
