@@ -48,19 +48,22 @@ def _settings(params: dict) -> str:
 
 def row(name: str, sweep: Path) -> dict:
     """One search and its newest evaluation; ValueError if either is not finished."""
-    # The trials' own dirs (0, 1, ...): the sweep root also holds the evaluation's two runs.
-    # A trial that raised has a dir but no record: it counts as failed.
-    trial_dirs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
-    ok = [t for t in collect(trial_dirs) if t.status == "ok"]
     evaluations = sweep.glob("evaluation/*/evaluation.json")
     newest_last = sorted(evaluations, key=lambda p: p.stat().st_mtime)
     if not (sweep / RESULTS).is_file() or not newest_last:
         raise ValueError(f"{sweep}: no {RESULTS} or no kdrun-winner evaluation yet")
+    # The trials' own dirs (0, 1, ...): the sweep root also holds the evaluation's two runs.
+    # A trial that raised has a dir but no record: it counts as failed.
+    trial_dirs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    ok = [t for t in collect(trial_dirs) if t.status == "ok"]
     best = OmegaConf.to_container(OmegaConf.load(sweep / RESULTS))
     report = json.loads(newest_last[-1].read_text())
-    converged = {
-        role: next(iter(collect([Path(path)]))).converged for role, path in report["runs"].items()
-    }
+    converged = {}
+    for role, path in report["runs"].items():
+        runs = collect([Path(path)])
+        if not runs:
+            raise ValueError(f"{newest_last[-1]}: its {role} run {path} has no record")
+        converged[role] = runs[0].converged
     return {
         "name": name,
         "trials": len(trial_dirs),
