@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from kdrun.report.runs_summary import RunRow, collect
+from kdrun.report.runs_summary import RunRow, collect, pipe_table
 from kdrun.store.record import verify_record
 
 
@@ -84,7 +84,7 @@ HEADER = [
 ]
 
 
-def teacher_rows(table: list[dict]) -> list[str]:
+def teacher_rows(table: list[dict]) -> list[list[str]]:
     """One row per teacher: its own cost, the figures the students' ratios divide."""
     seen: dict[str, RunRow] = {}
     for t in table:
@@ -95,13 +95,12 @@ def teacher_rows(table: list[dict]) -> list[str]:
         cells += [f"{100 * r.teacher_acc:.1f}", "—", _human(r.teacher_params)]
         cells += [_human(r.teacher_macs), f"{r.teacher_latency_ms:.2f}", "—", "1x", "1x", "1x"]
         cells += ["0", "—"]
-        rows_.append("| " + " | ".join(cells) + " |")
+        rows_.append(cells)
     return rows_
 
 
 def markdown(table: list[dict]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += teacher_rows(table)
+    lines = teacher_rows(table)
     for t in table:
         r = t["run"]
         ci = f" ± {100 * r.student_ci95:.1f}" if r.episodes > 1 else ""
@@ -123,8 +122,8 @@ def markdown(table: list[dict]) -> str:
             f"{t['points']:+.1f}",
             r.converged,
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        lines.append(cells)
+    return pipe_table(HEADER, lines)
 
 
 def plot(table: list[dict], path: Path) -> None:

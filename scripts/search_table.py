@@ -14,28 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from kdrun.report.runs_summary import collect
-from kdrun.report.winner import RESULTS
+from kdrun.report.runs_summary import collect, pipe_table, record_threads
+from kdrun.report.winner import RESULTS, pm
 from kdrun.store.record import verify_record
 
 
 def _cpu_minutes(run_dir: Path) -> float:
     """The run's wall seconds minus its teacher stage, times its threads, in minutes."""
     m = verify_record(run_dir).record
-    found = re.search(r"(\d+) CPU threads", m.get("device") or "")
-    threads = int(found.group(1)) if found else m["config"]["device"]["threads"] or 1
     timing = m["timing"]
-    return (timing["total"] - timing.get("teacher", 0.0)) * threads / 60
-
-
-def _pm(stats: dict, sign: str = "") -> str:
-    return f"{100 * stats['mean']:{sign}.1f} ± {100 * stats['ci95']:.1f}"
+    return (timing["total"] - timing.get("teacher", 0.0)) * record_threads(m) / 60
 
 
 def _settings(params: dict) -> str:
@@ -73,13 +66,30 @@ def row(name: str, sweep: Path) -> dict:
         "chosen": _settings(best["best_params"]),
         "search_val": 100 * best["best_value"],
         "episodes": report["episodes"],
-        "defaults": _pm(report["defaults"]),
-        "winner": _pm(report["winner"]),
-        "baseline": _pm(report["baseline"]),
-        "difference": _pm(report["difference"], "+"),
+        "defaults": pm(report["defaults"]),
+        "winner": pm(report["winner"]),
+        "baseline": pm(report["baseline"]),
+        "difference": pm(report["difference"], "+"),
         "converged": f"{converged['winner']} / {converged['defaults']}",
         "eval_cpu_min": sum(_cpu_minutes(Path(p)) for p in report["runs"].values()),
     }
+
+
+def _cells(r: dict) -> list[str]:
+    return [
+        r["name"],
+        f"{r['trials']} ({r['failed']})",
+        f"{r['search_cpu_min']:.0f}",
+        r["chosen"],
+        f"{r['search_val']:.1f}",
+        str(r["episodes"]),
+        r["defaults"],
+        r["winner"],
+        r["baseline"],
+        r["difference"],
+        r["converged"],
+        f"{r['eval_cpu_min']:.0f}",
+    ]
 
 
 def markdown(rows: list[dict]) -> str:
@@ -97,24 +107,7 @@ def markdown(rows: list[dict]) -> str:
         "converged (winner / defaults)",
         "evaluation CPU-min",
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [
-            r["name"],
-            f"{r['trials']} ({r['failed']})",
-            f"{r['search_cpu_min']:.0f}",
-            r["chosen"],
-            f"{r['search_val']:.1f}",
-            str(r["episodes"]),
-            r["defaults"],
-            r["winner"],
-            r["baseline"],
-            r["difference"],
-            r["converged"],
-            f"{r['eval_cpu_min']:.0f}",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return pipe_table(head, [_cells(r) for r in rows])
 
 
 def main(argv: list[str] | None = None) -> int:

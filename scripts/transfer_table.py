@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import re
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from kdrun.report.runs_summary import collect
+from kdrun.report.runs_summary import collect, pipe_table, record_threads
 from kdrun.store.record import verify_record
 
 BUDGET_KEYS = ("images", "steps", "batch_size", "mix", "adversarial_weight")
@@ -46,8 +45,7 @@ def rows(paths: list[Path]) -> list[dict]:
             continue
         m = verify_record(Path(r.run_dir)).record
         cfg, timing = m["config"], m["timing"]
-        found = re.search(r"(\d+) CPU threads", m.get("device") or "")
-        threads = int(found.group(1)) if found else cfg["device"]["threads"] or 1
+        threads = record_threads(m)
         per_episode = threads / 60 / r.episodes
         batch = cfg["student"]["batch_size"]
         out.append(
@@ -88,7 +86,7 @@ def markdown(table: list[dict]) -> str:
         "CPU-min/episode: synthesis + labels + student",
         "gain points per CPU-min",
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = []
     for t in table:
         spent = t["synthesis_cpu_min"] + t["labels_cpu_min"] + t["student_cpu_min"]
         cells = [
@@ -104,8 +102,8 @@ def markdown(table: list[dict]) -> str:
             f"{t['student_cpu_min']:.1f} = {spent:.1f}",
             f"{t['gain'] / spent:.1f}" if spent else "—",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        lines.append(cells)
+    return pipe_table(head, lines)
 
 
 def curve(row: dict) -> list[tuple[float, int, float]]:

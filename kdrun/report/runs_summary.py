@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -286,12 +287,22 @@ def _has_val(rows: list[RunRow]) -> bool:
     return any(r.student_val_acc is not None for r in rows)
 
 
+def pipe_table(header: list[str], rows: Iterable[list[str]]) -> str:
+    """A markdown table: the header, its rule, one line per row of cells (the scripts' too)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines) + "\n"
+
+
+def record_threads(m: dict) -> int:
+    """The CPU threads a record's run used: its device line, else the threads it asked for."""
+    found = re.search(r"(\d+) CPU threads", m.get("device") or "")
+    return int(found.group(1)) if found else m["config"]["device"]["threads"] or 1
+
+
 def to_markdown(rows: list[RunRow]) -> str:
     val, show = _has_val(rows), _data_differs(rows)
-    header = _header(val)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cells(r, show, val)) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return pipe_table(_header(val), (_cells(r, show, val) for r in rows))
 
 
 def to_rich(rows: list[RunRow], title: str) -> Table:

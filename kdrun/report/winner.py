@@ -123,12 +123,13 @@ def paired_comparison(winner: dict, defaults: dict) -> dict:
     }
 
 
+def pm(stats: dict, sign: str = "") -> str:
+    """A `mean_ci` fraction as "mean ± ci95" in percent; sign="+" for a difference."""
+    return f"{100 * stats['mean']:{sign}.1f} ± {100 * stats['ci95']:.1f}"
+
+
 def describe(selection: Selection, comparison: dict) -> list[str]:
     """The result in a few lines, accuracies in percent with their 95% CIs."""
-
-    def pm(stats: dict, sign: str = "") -> str:
-        return f"{100 * stats['mean']:{sign}.1f} ± {100 * stats['ci95']:.1f}"
-
     chosen = " ".join(f"{k}={v}" for k, v in selection.best_params.items())
     n, seeds = comparison["episodes"], comparison["seeds"]
     return [
