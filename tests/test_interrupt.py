@@ -13,7 +13,13 @@ import pytest
 import torch
 
 from kdrun.pipeline import run
-from kdrun.runtime.interrupt import Terminated, report_interrupt, sigterm_raises, stage_of
+from kdrun.runtime.interrupt import (
+    Terminated,
+    raise_pending,
+    report_interrupt,
+    sigterm_raises,
+    stage_of,
+)
 from tests.conftest import SMOKE_FAST
 
 
@@ -28,6 +34,35 @@ def test_sigterm_raises_terminated_and_the_old_handler_comes_back():
         _sigterm_self()
     assert isinstance(info.value, KeyboardInterrupt)  # the same cleanup as Ctrl-C runs
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+HYDRA_READER = """
+def read_config():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.05)  # the handler runs here, in "Hydra's" frame
+    return "read"
+"""
+
+
+def test_a_signal_that_lands_in_hydras_code_is_raised_where_kdrun_takes_over():
+    """Between a sweep's jobs Ctrl-C lands in Hydra's config reader, which turns an exception
+    raised mid-read into UnboundLocalError, a traceback and exit 1 (CI, stop 30): it waits."""
+    hydra_module = {"__name__": "hydra._internal.reader", "os": os, "signal": signal, "time": time}
+    exec(HYDRA_READER, hydra_module)
+    with sigterm_raises():
+        assert hydra_module["read_config"]() == "read"  # not interrupted mid-read
+        with pytest.raises(KeyboardInterrupt):
+            raise_pending()
+        raise_pending()  # raised once
+
+
+def test_a_signal_in_kdrun_code_called_from_hydra_is_raised_at_once():
+    kdrun_module = {"__name__": "kdrun.cli.task", "_sigterm_self": _sigterm_self}
+    exec("def task():\n    _sigterm_self()\n", kdrun_module)
+    hydra_module = {"__name__": "hydra.core.utils", "task": kdrun_module["task"]}
+    exec("def run_job():\n    task()\n", hydra_module)  # Hydra calling kdrun's task
+    with pytest.raises(Terminated), sigterm_raises():
+        hydra_module["run_job"]()
 
 
 @pytest.mark.parametrize(

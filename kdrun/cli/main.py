@@ -19,7 +19,7 @@ from kdrun.cli.config_dir import check_config_dirs
 from kdrun.cli.override_keys import check_override_keys
 from kdrun.config import config_digest, register_configs
 from kdrun.errors import ConfigError, DivergedError, RefusedStart
-from kdrun.runtime.interrupt import report_interrupt, sigterm_raises, watch_parent
+from kdrun.runtime.interrupt import raise_pending, report_interrupt, sigterm_raises, watch_parent
 from kdrun.runtime.slurm import slurm_cpus
 
 log = logging.getLogger("kdrun")
@@ -98,6 +98,7 @@ def _main(cfg: DictConfig) -> float | None:
     from kdrun.pipeline import run
     from kdrun.report.run_table import print_summary
 
+    raise_pending()  # a Ctrl-C while Hydra prepared this job stops the run here
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     if "joblib" in str(HydraConfig.get().launcher.get("_target_", "")):
         watch_parent()  # a worker of a parallel sweep: stop if the launcher dies
@@ -161,6 +162,7 @@ def main() -> None:
     with sigterm_raises():  # a second signal is ignored until the first one's line is out
         try:
             _main()
+            raise_pending()  # one that landed in Hydra after the last job still stops the run
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP/SIGQUIT via sigterm_raises
             if debugging:
                 raise

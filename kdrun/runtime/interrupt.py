@@ -49,7 +49,44 @@ def check_parent() -> None:
 STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name)
 )
-_stopping = False  # set once the first signal's exception is raised
+_stopping = False  # set once the first signal's exception is raised (or deferred)
+_pending: KeyboardInterrupt | None = None  # a signal that landed in Hydra's code, not yet raised
+
+
+def in_hydra_code(frame: FrameType | None) -> bool:
+    """Whether the innermost package `frame` runs in is Hydra itself (between a sweep's jobs,
+    composing or loading the next job's config), not kdrun or a library kdrun called."""
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module == "hydra" or module.startswith("hydra."):
+            return True
+        if module.startswith("kdrun."):
+            return False
+        frame = frame.f_back
+    return False
+
+
+def _stop(exc: KeyboardInterrupt, frame: FrameType | None) -> None:
+    """Raise the first signal's exception where it landed, or hold it until raise_pending if
+    it landed in Hydra: Hydra 1.3's config reader closes a file in a `finally` before it was
+    opened, so an exception raised there becomes UnboundLocalError, a traceback and exit 1."""
+    global _stopping, _pending
+    if _stopping:
+        return  # the first one is already stopping the run
+    _stopping = True
+    if in_hydra_code(frame):
+        _pending = exc
+        return
+    raise exc
+
+
+def raise_pending() -> None:
+    """Raise a signal held back by _stop; called where kdrun's code takes over from Hydra's
+    (each job's start, the end of main)."""
+    global _pending
+    exc, _pending = _pending, None
+    if exc is not None:
+        raise exc
 
 
 @contextmanager
@@ -57,28 +94,21 @@ def sigterm_raises() -> Iterator[None]:
     """Within the block, STOP_SIGNALS raise Terminated and a second signal (a second Ctrl-C)
     is ignored while the first one's message and cleanup run; the previous handlers are
     restored after (kdrun.cli.main.main also runs inside test processes)."""
-    global _stopping
-    _stopping = False
+    global _stopping, _pending
+    _stopping, _pending = False, None
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        global _stopping
-        if _stopping:
-            return  # the first one is already stopping the run
-        _stopping = True
-        raise Terminated(signum)
+        _stop(Terminated(signum), frame)
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        global _stopping
-        if _stopping:
-            return
-        _stopping = True
-        raise KeyboardInterrupt()
+        _stop(KeyboardInterrupt(), frame)
 
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     previous[signal.SIGINT] = signal.signal(signal.SIGINT, interrupt)
     try:
         yield
     finally:
+        _pending = None
         for sig, old in previous.items():
             signal.signal(sig, old)
 
