@@ -7,7 +7,8 @@ CPU-minutes (the trials' wall seconds x threads, the teacher's training left out
 with every other run of the same data), the settings it chose and the validation accuracy it
 chose them on, then the fresh-episode evaluation (the newest `evaluation/*/evaluation.json`):
 the defaults' and the winner's test accuracy, the CE baseline's, and the paired difference
-winner - defaults, each as mean ± 95% CI, with kdrun's convergence verdict of both runs.
+winner - defaults, each as mean ± 95% CI, with kdrun's convergence verdict of both runs. An
+evaluation with `kdrun-winner --set` (one budget for both, say) adds a row of its own.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def _settings(params: dict) -> str:
     )
 
 
-def row(name: str, sweep: Path) -> dict:
-    """One search and its newest evaluation; ValueError if either is not finished."""
+def rows(name: str, sweep: Path) -> list[dict]:
+    """One search and its evaluations, the newest of each `--set` (none first); ValueError if
+    the search or every evaluation is unfinished."""
     evaluations = sweep.glob("evaluation/*/evaluation.json")
     newest_last = sorted(evaluations, key=lambda p: p.stat().st_mtime)
     if not (sweep / RESULTS).is_file() or not newest_last:
@@ -50,21 +52,35 @@ def row(name: str, sweep: Path) -> dict:
     trial_dirs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
     ok = [t for t in collect(trial_dirs) if t.status == "ok"]
     best = OmegaConf.to_container(OmegaConf.load(sweep / RESULTS))
-    report = json.loads(newest_last[-1].read_text())
-    converged = {}
-    for role, path in report["runs"].items():
-        runs = collect([Path(path)])
-        if not runs:
-            raise ValueError(f"{newest_last[-1]}: its {role} run {path} has no record")
-        converged[role] = runs[0].converged
-    return {
-        "name": name,
+    search = {
         "trials": len(trial_dirs),
         "failed": len(trial_dirs) - len(ok),
         "search_episodes": ok[0].episodes if ok else 0,
         "search_cpu_min": sum(_cpu_minutes(Path(t.run_dir)) for t in ok),
         "chosen": _settings(best["best_params"]),
         "search_val": 100 * best["best_value"],
+    }
+    newest = {}  # each --set (a tuple; () for none) → its newest evaluation
+    for path in newest_last:
+        report = json.loads(path.read_text())
+        newest[tuple(report.get("set", []))] = (path, report)
+    return [
+        {"name": f"{name}, both at {' '.join(fixed)}" if fixed else name}
+        | search
+        | _evaluation(*newest[fixed])
+        for fixed in sorted(newest, key=len)
+    ]
+
+
+def _evaluation(path: Path, report: dict) -> dict:
+    """The fresh-episode columns of one evaluation.json and kdrun's verdict on its two runs."""
+    converged = {}
+    for role, run_dir in report["runs"].items():
+        runs = collect([Path(run_dir)])
+        if not runs:
+            raise ValueError(f"{path}: its {role} run {run_dir} has no record")
+        converged[role] = runs[0].converged
+    return {
         "episodes": report["episodes"],
         "defaults": pm(report["defaults"]),
         "winner": pm(report["winner"]),
@@ -119,11 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         specs = [spec.split("=", 1) for spec in args.searches]
         if any(len(s) != 2 for s in specs):
             raise ValueError(f"{args.searches}: each search is NAME=SWEEP_DIR")
-        rows = [row(name, Path(sweep)) for name, sweep in specs]
+        table = [r for name, sweep in specs for r in rows(name, Path(sweep))]
     except ValueError as exc:
         print(f"search_table: {exc}", file=sys.stderr)
         return 2
-    text = markdown(rows)
+    text = markdown(table)
     print(text, end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

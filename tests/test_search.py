@@ -14,6 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from kdrun.cli.main import search_objective
+from kdrun.report.winner import pm
 from tests.conftest import SMOKE_FAST, load_script
 from tests.test_cli import KDRUN
 
@@ -204,12 +205,53 @@ def test_the_winner_is_reported_on_fresh_episodes_beside_the_defaults(search):
     assert "winner - defaults, paired:" in proc.stdout
 
     # The README's table reads the same search and evaluation back.
-    table = load_script("search_table").row("smoke", sweep)
+    table, *_ = load_script("search_table").rows("smoke", sweep)
     assert (table["trials"], table["failed"], table["episodes"]) == (3, 0, 2)
     assert table["search_val"] == pytest.approx(100 * results.best_value)
     mean, ci = (100 * report["difference"][k] for k in ("mean", "ci95"))
     assert table["difference"] == f"{mean:+.1f} ± {ci:.1f}"
     assert table["search_cpu_min"] > 0 and table["eval_cpu_min"] > 0
+
+    # One budget for both (--set): the chosen budget gives way, and the table gains a row.
+    proc = subprocess.run(
+        [str(Path(KDRUN).with_name("kdrun-winner")), str(sweep), "--episodes", "2"]
+        + ["--set", "student.epochs=2"],
+        cwd=root,
+        env={**os.environ, "KDRUN_CACHE_DIR": str(root / "cache")},
+        capture_output=True,
+        text=True,
+        timeout=3600,  # a hang guard, not a speed check
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "both runs with student.epochs=2 (--set)" in proc.stdout
+    fixed = sweep / "evaluation" / "seed100-episodes2-student.epochs_2"
+    report = json.loads((fixed / "evaluation.json").read_text())
+    assert report["set"] == ["student.epochs=2"]
+    for role in ("winner", "defaults"):
+        overrides = json.loads((fixed / role / "metrics.json").read_text())["overrides"]
+        assert [o for o in overrides if o.startswith("student.epochs")] == ["student.epochs=2"]
+    plain, at_two = load_script("search_table").rows("smoke", sweep)
+    assert plain == table and at_two["name"] == "smoke, both at student.epochs=2"
+    assert at_two["winner"] == pm(report["winner"]) and at_two["chosen"] == table["chosen"]
+
+
+def test_a_setting_for_both_runs_replaces_the_searched_one_and_names_the_evaluation(search):
+    from kdrun.report.winner import check_fixed, evaluation_name, read_selection, run_overrides
+
+    root, _ = search
+    selection = read_selection(root / "sweep")
+    fixed = check_fixed(["student.epochs=7"])
+    winner = run_overrides(selection, 100, 2, True, fixed)
+    defaults = run_overrides(selection, 100, 2, False, fixed)
+    for overrides in (winner, defaults):
+        assert [o for o in overrides if o.startswith("student.epochs")] == ["student.epochs=7"]
+    chosen = {f"{k}={v}" for k, v in selection.best_params.items() if k != "student.epochs"}
+    assert chosen and set(winner) - set(defaults) == chosen
+    assert evaluation_name(100, 2, fixed) == "seed100-episodes2-student.epochs_7"
+    assert evaluation_name(100, 2, []) == "seed100-episodes2"
+    for bad, words in (("student.epochs", "KEY=VALUE"), ("seed=3", "sets seed itself")):
+        with pytest.raises(ValueError, match=words):
+            check_fixed([bad])
 
 
 def test_the_evaluation_refuses_episodes_the_search_tuned_on(search):

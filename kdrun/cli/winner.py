@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 from kdrun.report.winner import (
+    check_fixed,
     describe,
+    evaluation_name,
     fresh_seed,
     paired_comparison,
     read_selection,
@@ -45,21 +47,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=None, help="where the two runs go (SWEEP_DIR/evaluation)"
     )
+    parser.add_argument(
+        "--set",
+        dest="fixed",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for both runs, over the winner's (repeatable): --set student.epochs=160 "
+        "compares the chosen settings with the defaults at one budget",
+    )
     args = parser.parse_args(argv)
     try:
         if args.episodes < 2:
             raise ValueError(f"--episodes {args.episodes}: a CI needs at least 2 episodes")
+        fixed = check_fixed(args.fixed)
         selection = read_selection(args.sweep_dir)
         seed = fresh_seed(selection, args.seed_offset, args.episodes)
     except ValueError as exc:
         print(f"kdrun-winner: {exc}", file=sys.stderr)
         return 2
     out = args.out or args.sweep_dir / "evaluation"
-    name = f"seed{seed}-episodes{args.episodes}"
+    name = evaluation_name(seed, args.episodes, fixed)
     try:
         records = {
             role: _run(
-                run_overrides(selection, seed, args.episodes, role == "winner"),
+                run_overrides(selection, seed, args.episodes, role == "winner", fixed),
                 out / name / role,
             )
             for role in ("winner", "defaults")
@@ -72,12 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         "sweep_dir": str(selection.sweep_dir),
         "best_params": selection.best_params,
         "search_val_acc": selection.best_value,
+        "set": fixed,
         "runs": {role: str(out / name / role) for role in records},
         **comparison,
     }
     path = out / name / "evaluation.json"
     atomic_write_text(json.dumps(report, indent=2), path)
-    print("\n".join(describe(selection, comparison)))
+    print("\n".join(describe(selection, comparison, fixed)))
     print(f"wrote {path}")
     return 0
 

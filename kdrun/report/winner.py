@@ -4,6 +4,8 @@ paired comparison of the winner with the defaults on them (`kdrun-winner`, docs/
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,18 +90,48 @@ def fresh_seed(selection: Selection, offset: int, episodes: int) -> int:
     return seed
 
 
-def run_overrides(selection: Selection, seed: int, episodes: int, winner: bool) -> list[str]:
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def check_fixed(fixed: list[str]) -> list[str]:
+    """`kdrun-winner --set KEY=VALUE`: settings both runs share, e.g. one budget for both so
+    that what the search chose is told apart from how long it trained; ValueError if one is
+    not KEY=VALUE or is a key the evaluation sets itself."""
+    for override in fixed:
+        if "=" not in override or not _key(override):
+            raise ValueError(f"--set {override!r}: give KEY=VALUE, e.g. --set student.epochs=160")
+        if override.startswith(OWN):
+            raise ValueError(
+                f"--set {override}: kdrun-winner sets {_key(override)} itself (the fresh "
+                "episodes: --episodes, --seed-offset; the search's validation split)"
+            )
+    return fixed
+
+
+def evaluation_name(seed: int, episodes: int, fixed: Sequence[str]) -> str:
+    """The evaluation's directory: its episodes, and any --set, made path- and Hydra-safe."""
+    tag = "".join("-" + re.sub(r"[^A-Za-z0-9._]+", "_", o) for o in fixed)
+    return f"seed{seed}-episodes{episodes}{tag}"
+
+
+def run_overrides(
+    selection: Selection, seed: int, episodes: int, winner: bool, fixed: Sequence[str] = ()
+) -> list[str]:
     """One ordinary run (not a search) of the winner's settings or of the defaults, on the
-    fresh episodes, with the search's fixed settings (same teacher, same validation split)."""
-    chosen = [f"{k}={v}" for k, v in selection.best_params.items()] if winner else []
+    fresh episodes, with the search's fixed settings (same teacher, same validation split)
+    and `fixed` (kdrun-winner --set), which overrides a searched or fixed key of the same name."""
+    keys = {_key(o) for o in fixed}
+    chosen = [f"{k}={v}" for k, v in selection.best_params.items() if winner and k not in keys]
     search = [f"hparams_search={selection.search}", "hydra.mode=RUN"] if selection.search else []
     return [
         *search,
-        *selection.base,
+        *(o for o in selection.base if _key(o) not in keys),
         f"data.val_per_class={selection.val_per_class}",
         f"seed={seed}",
         f"episodes={episodes}",
         *chosen,
+        *fixed,
     ]
 
 
@@ -128,12 +160,14 @@ def pm(stats: dict, sign: str = "") -> str:
     return f"{100 * stats['mean']:{sign}.1f} ± {100 * stats['ci95']:.1f}"
 
 
-def describe(selection: Selection, comparison: dict) -> list[str]:
+def describe(selection: Selection, comparison: dict, fixed: Sequence[str] = ()) -> list[str]:
     """The result in a few lines, accuracies in percent with their 95% CIs."""
     chosen = " ".join(f"{k}={v}" for k, v in selection.best_params.items())
     n, seeds = comparison["episodes"], comparison["seeds"]
+    both = [f"both runs with {' '.join(fixed)} (--set)"] if fixed else []
     return [
         f"winner of {selection.sweep_dir}: {chosen} (search val_acc {selection.best_value:.4f})",
+        *both,
         f"fresh episodes: {n} (seeds {', '.join(map(str, seeds))}); test accuracy, mean ± 95% CI:",
         f"  winner   {pm(comparison['winner'])}",
         f"  defaults {pm(comparison['defaults'])}",
