@@ -101,6 +101,20 @@ def test_a_record_that_does_not_verify_is_redone_with_one_warning(
     assert (run_dir / "student.pt").exists() and (run_dir / "metrics.json.stale").exists()
 
 
+def test_a_finished_run_moved_elsewhere_is_reused_and_names_its_new_dir(
+    tmp_path, cache, finished, monkeypatch
+):
+    run_dir = copy(finished, tmp_path / "moved")
+    before = verify_record(run_dir).record
+    assert before["out_dir"] == str(finished)
+    out = run_cli(args(cache), run_dir, monkeypatch)
+    assert out.rc == 0 and "reusing it" in log_of(run_dir)
+    after = verify_record(run_dir)
+    assert after.state == "ok", after.problem
+    assert after.record["out_dir"] == str(run_dir)  # the end-of-run table prints this
+    assert after.record["student"] == before["student"]
+
+
 @pytest.mark.parametrize(
     "text", ["null", "[]", '{"teacher": {"test_acc": 0.5}}', '{"student": '], ids=str
 )

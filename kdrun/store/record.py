@@ -112,10 +112,16 @@ def write_record(
 
 def restamp(out_dir: Path, record: dict, cfg: DictConfig) -> dict:
     """A verified record reused by this job: rewritten only if this job's overrides or multirun
-    stamp differ, so the multirun's summary counts it as one of its jobs."""
-    if record.get("multirun") == multirun_stamp() and record.get("overrides") == job_overrides():
+    stamp differ, so the multirun's summary counts it as one of its jobs, or if the run dir was
+    moved or copied here, so the record names the dir it is in."""
+    here = str(out_dir)
+    if (
+        record.get("multirun") == multirun_stamp()
+        and record.get("overrides") == job_overrides()
+        and record.get("out_dir", here) == here
+    ):
         return record
-    return write_record(out_dir, record, cfg)
+    return write_record(out_dir, {**record, "out_dir": here}, cfg)
 
 
 def _number(x: object) -> bool:
