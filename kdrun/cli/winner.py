@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"kdrun-winner: {exc}", file=sys.stderr)
         return 2
-    out = args.out or args.sweep_dir / "evaluation"
+    # absolute: evaluation.json is read from anywhere (search_table, a results/ copy)
+    out = (args.out or args.sweep_dir / "evaluation").absolute()
     name = evaluation_name(seed, args.episodes, fixed)
     try:
         records = {
