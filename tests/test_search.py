@@ -164,18 +164,23 @@ def test_a_search_without_a_validation_split_is_refused_before_any_trial(tmp_pat
     assert not list((tmp_path / "s").glob("*/metrics.json"))
 
 
-@pytest.mark.slow
-def test_the_winner_is_reported_on_fresh_episodes_beside_the_defaults(search):
-    root, _ = search
-    sweep = root / "sweep"
-    proc = subprocess.run(
-        [str(Path(KDRUN).with_name("kdrun-winner")), str(sweep), "--episodes", "2"],
+def _winner(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """kdrun-winner on the `search` fixture's sweep, from the console script."""
+    return subprocess.run(
+        [str(Path(KDRUN).with_name("kdrun-winner")), str(root / "sweep"), *args],
         cwd=root,
         env={**os.environ, "KDRUN_CACHE_DIR": str(root / "cache")},
         capture_output=True,
         text=True,
         timeout=3600,  # a hang guard, not a speed check
     )
+
+
+@pytest.mark.slow
+def test_the_winner_is_reported_on_fresh_episodes_beside_the_defaults(search):
+    root, _ = search
+    sweep = root / "sweep"
+    proc = _winner(root, "--episodes", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(
         (sweep / "evaluation" / "seed100-episodes2" / "evaluation.json").read_text()
@@ -213,15 +218,7 @@ def test_the_winner_is_reported_on_fresh_episodes_beside_the_defaults(search):
     assert table["search_cpu_min"] > 0 and table["eval_cpu_min"] > 0
 
     # One budget for both (--set): the chosen budget gives way, and the table gains a row.
-    proc = subprocess.run(
-        [str(Path(KDRUN).with_name("kdrun-winner")), str(sweep), "--episodes", "2"]
-        + ["--set", "student.epochs=2"],
-        cwd=root,
-        env={**os.environ, "KDRUN_CACHE_DIR": str(root / "cache")},
-        capture_output=True,
-        text=True,
-        timeout=3600,  # a hang guard, not a speed check
-    )
+    proc = _winner(root, "--episodes", "2", "--set", "student.epochs=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "both runs with student.epochs=2 (--set)" in proc.stdout
     fixed = sweep / "evaluation" / "seed100-episodes2-student.epochs_2"
