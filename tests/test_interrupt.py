@@ -44,25 +44,35 @@ def read_config():
 """
 
 
-def test_a_signal_that_lands_in_hydras_code_is_raised_where_kdrun_takes_over():
+def _module(name: str, source: str, **names) -> dict:
+    """The functions of `source`, run as if they were module `name`'s code."""
+    namespace = {"__name__": name, "os": os, "signal": signal, "time": time, **names}
+    exec(source, namespace)
+    return namespace
+
+
+def test_a_signal_in_hydras_config_loading_is_raised_where_kdrun_takes_over():
     """Between a sweep's jobs Ctrl-C lands in Hydra's config reader, which turns an exception
     raised mid-read into UnboundLocalError, a traceback and exit 1 (CI, stop 30): it waits."""
-    hydra_module = {"__name__": "hydra._internal.reader", "os": os, "signal": signal, "time": time}
-    exec(HYDRA_READER, hydra_module)
+    reader = _module("hydra._internal.core_plugins.importlib_resources_config_source", HYDRA_READER)
     with sigterm_raises():
-        assert hydra_module["read_config"]() == "read"  # not interrupted mid-read
+        assert reader["read_config"]() == "read"  # not interrupted mid-read
         with pytest.raises(KeyboardInterrupt):
             raise_pending()
         raise_pending()  # raised once
 
 
-def test_a_signal_in_kdrun_code_called_from_hydra_is_raised_at_once():
-    kdrun_module = {"__name__": "kdrun.cli.task", "_sigterm_self": _sigterm_self}
-    exec("def task():\n    _sigterm_self()\n", kdrun_module)
-    hydra_module = {"__name__": "hydra.core.utils", "task": kdrun_module["task"]}
-    exec("def run_job():\n    task()\n", hydra_module)  # Hydra calling kdrun's task
+def test_a_signal_elsewhere_in_hydra_or_in_kdrun_called_from_it_is_raised_at_once():
+    source = "def task():\n    _sigterm_self()\n"
+    task = _module("kdrun.cli.task", source, _sigterm_self=_sigterm_self)
+    run_job = _module("hydra.core.utils", "def run_job():\n    task()\n", task=task["task"])
     with pytest.raises(Terminated), sigterm_raises():
-        hydra_module["run_job"]()
+        run_job["run_job"]()  # Hydra calling kdrun's task
+    # A sweep's launcher waiting for jobs that run elsewhere (joblib, Slurm): no kdrun job in
+    # this process would ever raise a held signal.
+    sweeper = _module("hydra._internal.core_plugins.basic_sweeper", HYDRA_READER)
+    with pytest.raises(KeyboardInterrupt), sigterm_raises():
+        sweeper["read_config"]()
 
 
 @pytest.mark.parametrize(

@@ -50,15 +50,27 @@ STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name)
 )
 _stopping = False  # set once the first signal's exception is raised (or deferred)
-_pending: KeyboardInterrupt | None = None  # a signal that landed in Hydra's code, not yet raised
+_pending: KeyboardInterrupt | None = None  # a signal held while Hydra loaded a config
 
 
-def in_hydra_code(frame: FrameType | None) -> bool:
-    """Whether the innermost package `frame` runs in is Hydra itself (between a sweep's jobs,
-    composing or loading the next job's config), not kdrun or a library kdrun called."""
+# Hydra's config loading, which a kdrun process runs before each job it runs itself (a
+# launcher that runs jobs elsewhere loads their configs there).
+HYDRA_CONFIG_LOADING = (
+    "hydra._internal.config_loader_impl",
+    "hydra._internal.config_repository",
+    "hydra._internal.defaults_list",
+    "hydra._internal.core_plugins.importlib_resources_config_source",
+    "hydra._internal.core_plugins.file_config_source",
+    "hydra._internal.core_plugins.structured_config_source",
+)
+
+
+def in_hydra_config_loading(frame: FrameType | None) -> bool:
+    """Whether `frame` runs inside Hydra's config loading (composing or reading a job's
+    config), not in kdrun code that Hydra called."""
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
-        if module == "hydra" or module.startswith("hydra."):
+        if module.startswith(HYDRA_CONFIG_LOADING):
             return True
         if module.startswith("kdrun."):
             return False
@@ -68,13 +80,14 @@ def in_hydra_code(frame: FrameType | None) -> bool:
 
 def _stop(exc: KeyboardInterrupt, frame: FrameType | None) -> None:
     """Raise the first signal's exception where it landed, or hold it until raise_pending if
-    it landed in Hydra: Hydra 1.3's config reader closes a file in a `finally` before it was
-    opened, so an exception raised there becomes UnboundLocalError, a traceback and exit 1."""
+    it landed in Hydra's config loading: Hydra 1.3's config reader closes a file in a `finally`
+    before it was opened, so an exception raised there becomes UnboundLocalError, a traceback
+    and exit 1. The next job's start or the end of main follows it in the same process."""
     global _stopping, _pending
     if _stopping:
         return  # the first one is already stopping the run
     _stopping = True
-    if in_hydra_code(frame):
+    if in_hydra_config_loading(frame):
         _pending = exc
         return
     raise exc
