@@ -251,6 +251,17 @@ def test_a_setting_for_both_runs_replaces_the_searched_one_and_names_the_evaluat
             check_fixed([bad])
 
 
+def test_a_set_key_no_config_has_is_refused_before_any_run(search, capsys):
+    from kdrun.cli.winner import main as winner_main
+
+    root, _ = search
+    assert winner_main([str(root / "sweep"), "--set", "student.epohcs=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kdrun-winner: ") and "student.epohcs" in err
+    assert "student.epochs" in err  # the key it resembles
+    assert not (root / "sweep" / "evaluation" / "seed100-episodes5-student.epohcs_3").exists()
+
+
 def test_the_evaluation_refuses_episodes_the_search_tuned_on(search):
     from kdrun.report.winner import fresh_seed, read_selection
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kdrun.cli.override_keys import unknown_key_problem
 from kdrun.report.winner import (
     check_fixed,
     describe,
@@ -63,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         fixed = check_fixed(args.fixed)
         selection = read_selection(args.sweep_dir)
         seed = fresh_seed(selection, args.seed_offset, args.episodes)
+        # A --set key no config has: said here, before the first run, as kdrun says it.
+        problem = unknown_key_problem(run_overrides(selection, seed, args.episodes, True, fixed))
+        if problem:
+            raise ValueError(problem)
     except ValueError as exc:
         print(f"kdrun-winner: {exc}", file=sys.stderr)
         return 2
