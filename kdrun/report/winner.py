@@ -36,6 +36,11 @@ class Selection:
     val_per_class: int
 
 
+def _key(override: str) -> str:
+    """The key an override sets (`+a.b=1`, `~a.b` → `a.b`)."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def read_selection(sweep_dir: Path) -> Selection:
     """The search's choice and settings; ValueError in one sentence if the dir is no search."""
     results = sweep_dir / RESULTS
@@ -55,9 +60,7 @@ def read_selection(sweep_dir: Path) -> Selection:
     searched = set(best["best_params"])
     task = [str(o) for o in hydra.overrides.task]
     search = next((o.split("=", 1)[1] for o in task if o.startswith("hparams_search=")), None)
-    base = [
-        o for o in task if not o.startswith(OWN) and o.split("=", 1)[0].lstrip("+~") not in searched
-    ]
+    base = [o for o in task if not o.startswith(OWN) and _key(o) not in searched]
     return Selection(
         sweep_dir=sweep_dir,
         best_params=dict(best["best_params"]),
@@ -88,10 +91,6 @@ def fresh_seed(selection: Selection, offset: int, episodes: int) -> int:
             "draws fresh episodes, e.g. 100."
         )
     return seed
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def check_fixed(fixed: list[str]) -> list[str]:
