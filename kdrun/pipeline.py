@@ -154,7 +154,12 @@ def _run_episode(
         "baseline_source": baseline_source,  # "cache": reused, trained by an earlier run
         "transfer": made.describe(),
         "soft_labels": (
-            {"hit": soft.hit, "bytes": soft.nbytes, "views": cfg.soft_labels.views}
+            {
+                "hit": soft.hit,
+                "bytes": soft.nbytes,
+                "views": cfg.soft_labels.views,
+                "teacher_on_shots": soft.quality,
+            }
             if soft is not None
             else None
         ),

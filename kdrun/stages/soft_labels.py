@@ -23,6 +23,7 @@ from kdrun.data.views import ViewParams, sample_view_params, view_batches
 from kdrun.episode_inputs import EpisodeInputs
 from kdrun.errors import DivergedError
 from kdrun.measure.finite import nonfinite_count
+from kdrun.measure.label_quality import label_quality
 from kdrun.runtime.progress import Meter, progress
 from kdrun.stages.teacher import TeacherResult
 from kdrun.store.cache import digest, tensor_digest
@@ -42,6 +43,7 @@ class SoftLabels:
     seconds: float
     key: str = ""  # the cache key: teacher features of the same views extend it
     extra_images: torch.Tensor | None = None  # uint8 images a transfer made beyond the split
+    quality: dict[str, float] | None = None  # the teacher scored on the labelled shots' views
 
     def images(self, dataset: ImageDataset) -> torch.Tensor:
         """The uint8 images these logits label, in order: split images, then made ones."""
@@ -170,7 +172,8 @@ def get_soft_labels(
     entry, hit = inputs.cache.get_or_build("soft_labels", key, label)
     params = ViewParams.from_dict(entry["params"], cfg.mix) if views else None
     seconds = 0.0 if hit else time.perf_counter() - start
-    result = SoftLabels(indices, labels, entry["logits"], params, hit, seconds, key, extra)
+    quality = label_quality(entry["logits"], labels, params)
+    result = SoftLabels(indices, labels, entry["logits"], params, hit, seconds, key, extra, quality)
     if hit:
         log.info(
             "soft labels: cache hit (%d images, %d bytes, nothing recomputed)",
@@ -184,5 +187,13 @@ def get_soft_labels(
             max(1, views),
             seconds,
             result.nbytes,
+        )
+    if quality is not None:
+        log.info(
+            "soft labels on the shots: the teacher's top class is the view's main class in"
+            " %.1f%% of the %d labelled views, with %.2f of its probability on the classes in them",
+            100 * quality["agrees"],
+            quality["labelled"],
+            quality["mass_on_content"],
         )
     return result
