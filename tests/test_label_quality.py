@@ -4,28 +4,17 @@ import math
 
 import torch
 
-from kdrun.data.views import ViewParams
 from kdrun.measure.label_quality import label_quality
 
 
-def _params(partner: list[list[int]], lam: list[list[float]]) -> ViewParams:
-    shape = torch.tensor(partner).shape
-    zeros = torch.zeros(shape, dtype=torch.int64)
-    return ViewParams(
-        dy=zeros,
-        dx=zeros,
-        flip=zeros.bool(),
-        partner=torch.tensor(partner),
-        lam=torch.tensor(lam),
-        box=torch.zeros(*shape, 4, dtype=torch.int64),
-        mix="cutmix",
-    )
+def _mixing(partner: list[list[int]], lam: list[list[float]]) -> tuple[torch.Tensor, ...]:
+    return torch.tensor(partner), torch.tensor(lam)
 
 
 def test_clean_images_are_scored_on_their_own_label_and_unlabelled_ones_skipped() -> None:
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [5.0, 0.0]])
     labels = torch.tensor([0, 0, -1])  # the third is a pool image
-    q = label_quality(logits, labels, None)
+    q = label_quality(logits, labels)
     p = torch.tensor([2.0, 0.0]).softmax(-1)
     assert q is not None and q["labelled"] == 2
     assert q["agrees"] == 0.5
@@ -40,8 +29,8 @@ def test_a_mixed_view_is_scored_on_its_larger_part_and_both_classes() -> None:
     # image 0 (class 0) mixed with image 1 (class 2), keeping 30% of itself: class 2 dominates
     logits = torch.log(torch.tensor([[[0.2, 0.1, 0.7]], [[0.5, 0.4, 0.1]], [[1.0, 1.0, 1.0]]]))
     labels = torch.tensor([0, 2, -1])
-    params = _params([[1], [1], [0]], [[0.3], [1.0], [0.5]])
-    q = label_quality(logits, labels, params)
+    mixing = _mixing([[1], [1], [0]], [[0.3], [1.0], [0.5]])
+    q = label_quality(logits, labels, *mixing)
     # view of image 1 is unmixed (itself, class 2); image 2 is unlabelled
     assert q is not None and q["labelled"] == 2
     assert q["agrees"] == 0.5  # image 0's view: argmax 2 = class 2; image 1's: argmax 0 != 2
@@ -52,5 +41,5 @@ def test_a_mixed_view_is_scored_on_its_larger_part_and_both_classes() -> None:
 def test_a_view_mixed_with_an_unlabelled_partner_is_skipped_and_nothing_labelled_is_none() -> None:
     logits = torch.zeros(2, 1, 3)
     labels = torch.tensor([1, -1])
-    assert label_quality(logits, labels, _params([[1], [0]], [[0.5], [0.5]])) is None
-    assert label_quality(torch.zeros(2, 3), torch.tensor([-1, -1]), None) is None
+    assert label_quality(logits, labels, *_mixing([[1], [0]], [[0.5], [0.5]])) is None
+    assert label_quality(torch.zeros(2, 3), torch.tensor([-1, -1])) is None

@@ -14,13 +14,15 @@ import math
 
 import torch
 
-from kdrun.data.views import ViewParams
-
 
 def label_quality(
-    logits: torch.Tensor, labels: torch.Tensor, params: ViewParams | None
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    partner: torch.Tensor | None = None,
+    lam: torch.Tensor | None = None,
 ) -> dict[str, float] | None:
-    """Scores of the teacher's logits on the labelled images: (M, C) clean or (M, V, C) views.
+    """Scores of the teacher's logits on the labelled images: (M, C) clean, or (M, V, C) views
+    whose image i, view v mixes in image `partner[i, v]` with weight `1 - lam[i, v]`.
 
     None when no image is labelled. A view mixed with an unlabelled partner is skipped.
     """
@@ -28,15 +30,15 @@ def label_quality(
     if not bool(known.any()):
         return None
     logits = logits.float()
-    if params is None:
+    if partner is None or lam is None:
         probs = logits[known].softmax(-1)
         own = labels[known]
         dominant, content = own, probs.gather(-1, own[:, None]).squeeze(-1)
     else:
         views = logits.shape[1]
         own = labels[:, None].expand(-1, views)
-        partner = labels[params.partner.long()]
-        lam = params.lam.float()
+        partner = labels[partner.long()]
+        lam = lam.float()
         keep = known[:, None] & (partner >= 0)
         if not bool(keep.any()):
             return None

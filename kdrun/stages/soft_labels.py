@@ -172,7 +172,8 @@ def get_soft_labels(
     entry, hit = inputs.cache.get_or_build("soft_labels", key, label)
     params = ViewParams.from_dict(entry["params"], cfg.mix) if views else None
     seconds = 0.0 if hit else time.perf_counter() - start
-    quality = label_quality(entry["logits"], labels, params)
+    mixing = (params.partner, params.lam) if params is not None else (None, None)
+    quality = label_quality(entry["logits"], labels, *mixing)
     result = SoftLabels(indices, labels, entry["logits"], params, hit, seconds, key, extra, quality)
     if hit:
         log.info(
