@@ -48,11 +48,18 @@ def rows(paths: list[Path]) -> list[dict]:
         threads = record_threads(m)
         per_episode = threads / 60 / r.episodes
         batch = cfg["student"]["batch_size"]
+        quality = [(e["soft_labels"] or {}).get("teacher_on_shots") for e in m["episodes"]]
+        quality = [q for q in quality if q]
         out.append(
             {
                 "shots": cfg["shots"],
                 "transfer": f"{describe(cfg)}, {r.student_steps:,} steps of {batch}",
+                "teacher_arch": r.teacher_arch,
                 "student_arch": r.student_arch,
+                # the teacher's top class is the view's larger part (shots' views, every episode)
+                "teacher_agrees": (
+                    100 * float(np.mean([q["agrees"] for q in quality])) if quality else None
+                ),
                 "teacher_acc": 100 * r.teacher_acc,
                 "episodes": r.episodes,
                 "baseline": 100 * r.baseline_acc,
@@ -77,6 +84,8 @@ def markdown(table: list[dict]) -> str:
     head = [
         "K",
         "transfer (budget)",
+        "teacher",
+        "teacher agrees on the shots' views %",
         "student",
         "episodes",
         "CE baseline",
@@ -92,6 +101,8 @@ def markdown(table: list[dict]) -> str:
         cells = [
             str(t["shots"]),
             t["transfer"],
+            f"{t['teacher_arch']} {t['teacher_acc']:.1f}%",
+            "—" if t["teacher_agrees"] is None else f"{t['teacher_agrees']:.1f}",
             t["student_arch"],
             str(t["episodes"]),
             f"{t['baseline']:.1f} ± {t['baseline_ci95']:.1f}",
@@ -145,13 +156,16 @@ def plot(table: list[dict], path: Path) -> None:
         style = {
             "marker": "o",
             "color": f"C{i % 10}",
-            "label": f"K={row['shots']} {row['transfer']}",
+            "label": f"K={row['shots']} {row['transfer']}, teacher {row['teacher_arch']}",
         }
         by_time.plot([p[0] for p in points], [p[2] for p in points], **style)
         by_inputs.plot([p[1] for p in points], [p[2] for p in points], **style)
-    teacher = max(row["teacher_acc"] for row in table)
+    teachers = {row["teacher_arch"]: row["teacher_acc"] for row in table}
     for ax in (by_time, by_inputs):
-        ax.axhline(teacher, ls="--", color="grey", label=f"teacher {teacher:.1f}%")
+        for n, (arch, acc) in enumerate(sorted(teachers.items())):
+            ax.axhline(
+                acc, ls="--", color=f"{0.3 + 0.3 * n:.1f}", label=f"teacher {arch} {acc:.1f}%"
+            )
         ax.grid(alpha=0.3)
     by_time.set_xlabel("CPU-minutes per episode (synthesis + labels + student so far)")
     by_inputs.set_xlabel("inputs the student has seen (steps x batch)")
