@@ -150,7 +150,9 @@ def plot(table: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (by_time, by_inputs) = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    fig, (by_time, by_inputs) = plt.subplots(
+        1, 2, figsize=(12, 4.8 + 0.22 * (len(table) + 2)), sharey=True
+    )
     for i, row in enumerate(table):
         points = curve(row)
         style = {
@@ -171,9 +173,13 @@ def plot(table: list[dict], path: Path) -> None:
     by_inputs.set_xlabel("inputs the student has seen (steps x batch)")
     by_inputs.set_xscale("log")
     by_time.set_ylabel("distilled student's test accuracy (%)")
-    by_time.legend(fontsize=7, loc="upper left")
     fig.suptitle("10-way K-shot CIFAR-10, no image beyond the shots: where each transfer tops out")
     fig.tight_layout()
+    # below the axes, where the long budget labels hide no curve
+    handles, labels = by_time.get_legend_handles_labels()
+    legend_rows = (len(labels) + 1) // 2
+    fig.subplots_adjust(bottom=0.1 + 0.032 * legend_rows)
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=2, frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
 
