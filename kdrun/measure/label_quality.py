@@ -29,21 +29,19 @@ def label_quality(
     known = labels >= 0
     if not bool(known.any()):
         return None
-    logits = logits.float()
+    logits = logits[known].float()  # only the shots: a pool's views are never converted
+    own = labels[known]
     if partner is None or lam is None:
-        probs = logits[known].softmax(-1)
-        own = labels[known]
+        probs = logits.softmax(-1)
         dominant, content = own, probs.gather(-1, own[:, None]).squeeze(-1)
     else:
-        views = logits.shape[1]
-        own = labels[:, None].expand(-1, views)
-        partner = labels[partner.long()]
-        lam = lam.float()
-        keep = known[:, None] & (partner >= 0)
+        own = own[:, None].expand(-1, logits.shape[1])
+        partner = labels[partner[known].long()]
+        keep = partner >= 0
         if not bool(keep.any()):
             return None
-        probs = logits.softmax(-1)[keep]
-        own, partner, lam = own[keep], partner[keep], lam[keep]
+        probs = logits[keep].softmax(-1)
+        own, partner, lam = own[keep], partner[keep], lam[known].float()[keep]
         dominant = torch.where(lam >= 0.5, own, partner)
         p_own = probs.gather(-1, own[:, None]).squeeze(-1)
         p_partner = probs.gather(-1, partner[:, None]).squeeze(-1)
