@@ -165,9 +165,8 @@ def plot(table: list[dict], path: Path) -> None:
     teachers = {row["teacher_arch"]: row["teacher_acc"] for row in table}
     for ax in (by_time, by_inputs):
         for n, (arch, acc) in enumerate(sorted(teachers.items())):
-            ax.axhline(
-                acc, ls="--", color=f"{0.3 + 0.3 * n:.1f}", label=f"teacher {arch} {acc:.1f}%"
-            )
+            grey = f"{0.2 + 0.6 * n / len(teachers):.2f}"  # distinct greys, never past white
+            ax.axhline(acc, ls="--", color=grey, label=f"teacher {arch} {acc:.1f}%")
         ax.grid(alpha=0.3)
     by_time.set_xlabel("CPU-minutes per episode (synthesis + labels + student so far)")
     by_inputs.set_xlabel("inputs the student has seen (steps x batch)")
