@@ -116,11 +116,11 @@ def test_a_run_pairs_the_layers_once_and_each_episode_binds_its_own_copy(
     real_resolve, real_bind = cls.resolve, cls.bind
 
     def resolve(self, *args):
-        resolved.append(id(self))
+        resolved.append(self)  # the object, not id(): a freed copy's id can be reused
         return real_resolve(self, *args)
 
     def bind(self, student):
-        bound.append(id(self))
+        bound.append(self)
         return real_bind(self, student)
 
     monkeypatch.setattr(cls, "resolve", resolve)
@@ -128,4 +128,5 @@ def test_a_run_pairs_the_layers_once_and_each_episode_binds_its_own_copy(
     metrics = run(compose_cfg(*SMOKE_FAST, *VIEWS, f"loss={method}", "episodes=2"), tmp_path / "r")
     assert len(metrics["episodes"]) == 2
     assert len(resolved) == 1  # in preflight, on weightless models
-    assert len(bound) == 2 and len(set(bound)) == 2 and resolved[0] not in bound
+    assert len(bound) == 2 and bound[0] is not bound[1]
+    assert all(copy is not resolved[0] for copy in bound)
