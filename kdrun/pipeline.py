@@ -235,6 +235,7 @@ def _train_and_test(
             init_state=init_state,
         )
         report = report_on_test_split(trained.model, inputs)
+        report["batch"] = trained.batch  # what a step held: the table's "steps of B"
         final = {"step": trained.steps, "test_acc": report["test_acc"]}
         if len(inputs.episode.val_indices):
             report["val_acc"] = final["val_acc"] = accuracy_on_validation_split(

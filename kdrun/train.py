@@ -64,6 +64,16 @@ def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
+def draws_per_pass(train_set: TrainingSet, batch_size: int) -> int:
+    """Indices a pass draws from: each image once, or, when a set of stored views holds fewer
+    images than a batch (10-way 1-shot: 10), each image several times with its own random
+    view, so a batch still holds `batch_size` inputs instead of one view per image."""
+    n, views = len(train_set), getattr(train_set, "views", 1)
+    if n >= batch_size or views <= 1:
+        return n
+    return n * min(views, math.ceil(batch_size / n))
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
     """Full batches only (a ragged last batch of 1 breaks BatchNorm); one batch if n is small."""
     return max(1, n // batch_size)
@@ -165,8 +175,9 @@ def fit(
     `explode_ratio` times the first step's or more; `probe` scores the model at its steps."""
     dev = runtime.device
     n = len(train_set)
-    bs = min(schedule.batch_size, n)
-    per_epoch = steps_per_epoch(n, bs)
+    draws = draws_per_pass(train_set, schedule.batch_size)  # n unless views fill a batch
+    bs = min(schedule.batch_size, draws)
+    per_epoch = steps_per_epoch(draws, bs)
     epochs = math.ceil(schedule.steps / per_epoch)
     gen = torch.Generator(device=dev).manual_seed(seed)
     params = [*model.parameters(), *distiller.to(dev).parameters()]
@@ -191,7 +202,7 @@ def fit(
     with tap, stage_progress(stage, schedule.steps, done=step) as progress:
         progress.watch(lambda: past + sums.read())  # read when shown: no per-step host sync
         for epoch in range(first, epochs + 1):
-            perm = torch.randperm(n, generator=gen, device=dev)
+            perm = torch.randperm(draws, generator=gen, device=dev) % n  # as before if draws == n
             for i in range(min(per_epoch, schedule.steps - step)):
                 idx = perm[i * bs : (i + 1) * bs]
                 x, batch = train_set.batch(idx, gen)

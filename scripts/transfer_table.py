@@ -38,6 +38,19 @@ def describe(cfg: dict) -> str:
     return f"{t['name']} ({', '.join(keys)})" if keys else t["name"]
 
 
+def step_batch(m: dict) -> int:
+    """Inputs a student step held: recorded since runs fill a batch with views of few images;
+    before that, a set of views held at most one per image (at most ways x shots)."""
+    recorded = m["episodes"][0]["student"].get("batch")
+    if recorded:
+        return int(recorded)
+    cfg = m["config"]
+    batch = cfg["student"]["batch_size"]
+    if cfg["transfer"]["name"] == "shots":
+        return min(batch, cfg["ways"] * cfg["shots"])
+    return batch
+
+
 def rows(paths: list[Path]) -> list[dict]:
     out = []
     for r in collect(paths):
@@ -47,7 +60,7 @@ def rows(paths: list[Path]) -> list[dict]:
         cfg, timing = m["config"], m["timing"]
         threads = record_threads(m)
         per_episode = threads / 60 / r.episodes
-        batch = cfg["student"]["batch_size"]
+        batch = step_batch(m)
         quality = [(e["soft_labels"] or {}).get("teacher_on_shots") for e in m["episodes"]]
         quality = [q for q in quality if q]
         out.append(

@@ -176,10 +176,15 @@ class ReplayedViews:
     def __len__(self) -> int:
         return len(self.images)
 
+    @property
+    def views(self) -> int:
+        """Stored views per image: a batch may draw an image more than once (train.fit)."""
+        return self.teacher_logits.shape[1]
+
     def batch(
         self, idx: torch.Tensor, gen: torch.Generator
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        views = self.teacher_logits.shape[1]
+        views = self.views
         view = torch.randint(0, views, (len(idx),), generator=gen, device=idx.device)
         x = render_views(self.images, idx, view, self.params, self.normalize, self.padding)
         lam = self.params.lam[idx, view][:, None]

@@ -23,7 +23,7 @@ from kdrun.models import build_model
 from kdrun.models.transplant import init_from
 from kdrun.stages.soft_labels import SoftLabels
 from kdrun.stages.teacher_features import OnlineTeacher, TeacherFeatures
-from kdrun.train import Probe, Schedule, TrainingSet, curve_steps, fit
+from kdrun.train import Probe, Schedule, TrainingSet, curve_steps, draws_per_pass, fit
 
 
 @dataclass
@@ -35,6 +35,7 @@ class StudentResult:
     curve: list[dict] = field(default_factory=list)  # test accuracy before the last step
     curve_seconds: float = 0.0
     init: dict | None = None  # student.init=teacher: what was copied (models/transplant.py)
+    batch: int = 0  # inputs a step: student.batch_size, or fewer when the set holds fewer
 
 
 def budget_steps(cfg: DictConfig, inputs: int) -> int:
@@ -133,6 +134,7 @@ def train_student(
         model, train_set, distiller, schedule, runtime, seed=seed, stage=stage, probe=probe
     )
     seconds = time.perf_counter() - start
+    batch = min(schedule.batch_size, draws_per_pass(train_set, schedule.batch_size))
     if probe is None:
-        return StudentResult(model, seconds, history, steps, init=init)
-    return StudentResult(model, seconds, history, steps, probe.points, probe.seconds, init)
+        return StudentResult(model, seconds, history, steps, init=init, batch=batch)
+    return StudentResult(model, seconds, history, steps, probe.points, probe.seconds, init, batch)

@@ -140,6 +140,10 @@ class OnlineTeacher:
     def __len__(self) -> int:
         return len(self.inner)
 
+    @property
+    def views(self) -> int:
+        return getattr(self.inner, "views", 1)
+
     def batch(
         self, idx: torch.Tensor, gen: torch.Generator
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
