@@ -162,6 +162,7 @@ def plot(table: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     fig, (by_time, by_inputs) = plt.subplots(
         1, 2, figsize=(12, 4.8 + 0.22 * (len(table) + 2)), sharey=True
@@ -184,6 +185,9 @@ def plot(table: list[dict], path: Path) -> None:
     by_time.set_xlabel("CPU-minutes per episode (synthesis + labels + student so far)")
     by_inputs.set_xlabel("inputs the student has seen (steps x batch)")
     by_inputs.set_xscale("log")
+    by_inputs.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 20k, 50k, 100k, ...
+    by_inputs.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k"))
+    by_inputs.xaxis.set_minor_formatter(NullFormatter())
     by_time.set_ylabel("distilled student's test accuracy (%)")
     fig.suptitle("10-way K-shot CIFAR-10, no image beyond the shots: where each transfer tops out")
     fig.tight_layout()
