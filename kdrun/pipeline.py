@@ -41,6 +41,7 @@ from kdrun.store.cache import (
     digest,
     tensor_digest,
 )
+from kdrun.store.code_identity import running_source_digest
 from kdrun.store.record import write_record
 from kdrun.store.storage import remove_stale_temps
 from kdrun.train import TrainingSet, cpu_state_dict
@@ -296,18 +297,25 @@ def _load_data(cfg: DictConfig, cache: ArtifactCache) -> tuple[ImageDataset, int
 def input_proof(cfg: DictConfig, data_identity: str | None = None) -> dict:
     """What a finished record must match, beside its config, to be reused: the data's identity
     (the decode cache's fingerprint: paths, sizes, mtimes), the teacher checkpoint's SHA-256
-    (a trained teacher's cache key follows from the config and the data) and kdrun's version."""
+    (a trained teacher's cache key follows from the config and the data), kdrun's version and
+    its source code (kdrun.store.code_identity)."""
     from kdrun import __version__
 
     if data_identity is None:
         data_identity = get_source(cfg.data.source).identity(cfg.data)
     checkpoint = checkpoint_digest(cfg.teacher.checkpoint) if cfg.teacher.checkpoint else None
-    return {"data": data_identity, "teacher_checkpoint": checkpoint, "kdrun": __version__}
+    return {
+        "data": data_identity,
+        "teacher_checkpoint": checkpoint,
+        "kdrun": __version__,
+        "code": running_source_digest(),
+    }
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Run `episodes` draws; writes history.csv, episode-0 weights and, last, metrics.json."""
     t0 = time.perf_counter()
+    running_source_digest()  # the code's identity as it starts, not as it may be at the end
     remove_stale_temps(out_dir, ".*.tmp")  # a killed run's half-written files; never read
     timing: dict[str, float] = {}
     try:

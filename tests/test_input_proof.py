@@ -168,3 +168,40 @@ def test_a_fifo_in_the_cache_is_moved_aside_not_read(tmp_path):
     (path.parent / "k.pt.sum").write_text(json.dumps({"size": 0, "sha256": ""}))
     assert cache.load("teacher", "k") is None
     assert (path.parent / "k.pt.corrupt").exists()
+
+
+def test_a_record_written_by_other_code_is_redone(tmp_path, monkeypatch):
+    """Same config, data and version string, but kdrun's source changed since (a fix between two
+    commits): the record names the code as what changed and the run is redone."""
+    from kdrun.store import code_identity
+    from kdrun.store.record import write_record
+
+    run_dir = tmp_path / "run"
+    args = [*SMOKE_FAST, f"cache_dir={tmp_path / 'cache'}"]
+    assert run_cli(args, run_dir, monkeypatch).rc == 0
+    record = verify_record(run_dir).record
+    assert record["inputs"]["code"] == code_identity.running_source_digest()
+    record["inputs"]["code"] = "0" * 64  # as another commit of kdrun wrote it
+    write_record(run_dir, record, OmegaConf.create(record["config"]), record["overrides"], None)
+    assert run_cli(args, run_dir, monkeypatch).rc == 0
+    assert "kdrun's code changed since it was written" in (run_dir / "kdrun.log").read_text()
+    assert not _reused(run_dir)
+    assert verify_record(run_dir).record["inputs"]["code"] == code_identity.running_source_digest()
+
+
+def test_the_source_digest_follows_every_file_and_its_path(tmp_path):
+    from kdrun.store.code_identity import source_digest
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.py").write_text("y = 2\n")
+    (tmp_path / "notes.txt").write_text("not code")
+    first = source_digest(tmp_path)
+    assert source_digest(tmp_path) == first
+    (tmp_path / "notes.txt").write_text("still not code")
+    assert source_digest(tmp_path) == first
+    (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
+    edited = source_digest(tmp_path)
+    assert edited != first
+    (tmp_path / "pkg" / "a.py").rename(tmp_path / "a2.py")
+    assert source_digest(tmp_path) != edited

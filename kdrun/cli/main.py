@@ -29,8 +29,8 @@ register_configs()
 
 def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
     """A verified metrics.json written for this exact config and these exact inputs (data,
-    teacher checkpoint, kdrun version), e.g. a re-run sweep's done job. Any other metrics.json
-    there (damaged, unverified, another config, other inputs at the same paths) is moved aside."""
+    teacher checkpoint, kdrun's version and code), e.g. a re-run sweep's done job. Any other
+    metrics.json there (damaged, unverified, another config, other inputs) is moved aside."""
     from kdrun.pipeline import input_proof
     from kdrun.store.record import restamp, set_aside, verify_record
 
@@ -54,7 +54,12 @@ def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
     return restamp(out_dir, check.record, cfg)  # now also a job of this multirun, if one
 
 
-INPUT_NAMES = {"data": "the data", "teacher_checkpoint": "the teacher checkpoint", "kdrun": "kdrun"}
+INPUT_NAMES = {
+    "data": "the data",
+    "teacher_checkpoint": "the teacher checkpoint",
+    "kdrun": "kdrun's version",
+    "code": "kdrun's code",
+}
 
 
 def _changed_inputs(recorded: object, proof: dict) -> str:
