@@ -63,11 +63,12 @@ def rows(paths: list[Path]) -> list[dict]:
         batch = step_batch(m)
         quality = [(e["soft_labels"] or {}).get("teacher_on_shots") for e in m["episodes"]]
         quality = [q for q in quality if q]
+        smoothing = cfg["teacher"].get("label_smoothing", 0)  # it changes what views teach
         out.append(
             {
                 "shots": cfg["shots"],
                 "transfer": f"{describe(cfg)}, {r.student_steps:,} steps of {batch}",
-                "teacher_arch": r.teacher_arch,
+                "teacher_arch": f"{r.teacher_arch} (ls {smoothing:g})",
                 "student_arch": r.student_arch,
                 # the teacher's top class is the view's larger part (shots' views, every episode)
                 "teacher_agrees": (
