@@ -3,20 +3,17 @@ the training loop between two commits, with the same version string) is redone, 
 
 from __future__ import annotations
 
-import hashlib
 from functools import cache
 from pathlib import Path
+
+from kdrun.store.cache import digest, file_digest
 
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
 def source_digest(root: Path = PACKAGE) -> str:
     """SHA-256 over every `.py` file under `root`, by relative path and bytes; a few ms."""
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0")
-        h.update(path.read_bytes() + b"\0")
-    return h.hexdigest()
+    return digest({p.relative_to(root).as_posix(): file_digest(p) for p in root.rglob("*.py")})
 
 
 @cache
