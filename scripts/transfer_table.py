@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -36,6 +37,16 @@ def describe(cfg: dict) -> str:
     if t["name"] != "mix" and soft["views"]:
         keys.append(f"views={soft['views']}" + (f" {soft['mix']}" if soft["mix"] != "none" else ""))
     return f"{t['name']} ({', '.join(keys)})" if keys else t["name"]
+
+
+def student_recipe(cfg: dict) -> str:
+    """The student's learning rate and KD weight: at one budget they move a row by points."""
+    parts = [f"lr {cfg['student']['lr']:g}"]
+    if cfg["loss"]["name"] != "kd":
+        parts.append(f"loss {cfg['loss']['name']}")
+    if "alpha" in cfg["loss"]:
+        parts.append(f"alpha {cfg['loss']['alpha']:g}")
+    return ", ".join(parts)
 
 
 def step_batch(m: dict) -> int:
@@ -67,7 +78,9 @@ def rows(paths: list[Path]) -> list[dict]:
         out.append(
             {
                 "shots": cfg["shots"],
-                "transfer": f"{describe(cfg)}, {r.student_steps:,} steps of {batch}",
+                "transfer": (
+                    f"{describe(cfg)}, {r.student_steps:,} steps of {batch}, {student_recipe(cfg)}"
+                ),
                 "teacher_arch": f"{r.teacher_arch} (ls {smoothing:g})",
                 "student_arch": r.student_arch,
                 # the teacher's top class is the view's larger part (shots' views, every episode)
@@ -165,15 +178,16 @@ def plot(table: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    fig, (by_time, by_inputs) = plt.subplots(
-        1, 2, figsize=(12, 4.8 + 0.22 * (len(table) + 2)), sharey=True
-    )
+    fig, (by_time, by_inputs) = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for i, row in enumerate(table):
         points = curve(row)
         style = {
             "marker": "o",
             "color": f"C{i % 10}",
-            "label": f"K={row['shots']} {row['transfer']}, teacher {row['teacher_arch']}",
+            # wrapped: a budget label is longer than a legend column is wide
+            "label": textwrap.fill(
+                f"K={row['shots']} {row['transfer']}, teacher {row['teacher_arch']}", 90
+            ),
         }
         by_time.plot([p[0] for p in points], [p[2] for p in points], **style)
         by_inputs.plot([p[1] for p in points], [p[2] for p in points], **style)
@@ -191,11 +205,15 @@ def plot(table: list[dict], path: Path) -> None:
     by_inputs.xaxis.set_minor_formatter(NullFormatter())
     by_time.set_ylabel("distilled student's test accuracy (%)")
     fig.suptitle("10-way K-shot CIFAR-10, no image beyond the shots: where each transfer tops out")
-    fig.tight_layout()
-    # below the axes, where the long budget labels hide no curve
+    # below the axes, where the long budget labels hide no curve; a legend fills its first
+    # column first, and the figure grows with the lines of the longer column
     handles, labels = by_time.get_legend_handles_labels()
-    legend_rows = (len(labels) + 1) // 2
-    fig.subplots_adjust(bottom=0.1 + 0.032 * legend_rows)
+    lines = [label.count("\n") + 1 for label in labels]
+    half = (len(lines) + 1) // 2
+    legend_rows = max(sum(lines[:half]), sum(lines[half:]))
+    fig.set_figheight(4.8 + 0.16 * legend_rows)
+    fig.tight_layout()
+    fig.subplots_adjust(bottom=(0.65 + 0.16 * legend_rows) / fig.get_figheight())
     fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=2, frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

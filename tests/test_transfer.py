@@ -222,6 +222,7 @@ def test_each_transfer_runs_end_to_end(name, extra, compose_cfg, tmp_path):
         made, reused = sorted(table, key=lambda t: -t["synthesis_cpu_min"])
         assert made["synthesis_cpu_min"] > 0 and reused["synthesis_cpu_min"] == 0
         assert "images=20" in made["transfer"] and made["threads"] >= 1
+        assert f"lr {cfg.student.lr:g}, alpha {cfg.loss.alpha:g}" in made["transfer"]
         assert 0 <= made["teacher_agrees"] <= 100  # scored on the labelled shots
         assert made["teacher_arch"] == f"{cfg.teacher.arch} (ls {cfg.teacher.label_smoothing:g})"
         transfer_table.plot(table, tmp_path / "curve.png")
